@@ -1,0 +1,255 @@
+"""The parking domain: Asterisk servers, tenants' dialplan contexts, and parking lots."""
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+
+from tenants.models import SLUG_RULE, ImmutableFieldsMixin, Tenant
+
+from . import crypto, rules
+
+server_name_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9_-]{0,62}\Z",
+    "Use 1-63 characters: lowercase letters, digits, '_' or '-'.",
+    code="server_name_format",
+)
+host_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}\Z",
+    "Give a host name or an IP address.",
+    code="host_format",
+)
+ami_username_validator = RegexValidator(
+    r"^[A-Za-z0-9_.@-]{1,64}\Z",
+    "Use 1-64 characters: letters, digits, '_', '.', '@' or '-'.",
+    code="ami_username_format",
+)
+config_dir_validator = RegexValidator(
+    r"^/(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._/-]{0,250}\Z",
+    "Give an absolute directory path of letters, digits, '.', '_', '-' and '/' (no '..').",
+    code="config_dir_format",
+)
+parkcall_validator = RegexValidator(
+    r"^[0-9*#]{1,8}\Z",
+    "Use 1-8 characters from 0-9, '*' and '#', like #72; leave empty to turn it off.",
+    code="parkcall_format",
+)
+
+
+class AsteriskServer(models.Model):
+    """An Asterisk whose res_parking.conf and features.conf parkweb writes."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[server_name_validator])
+    ami_host = models.CharField("AMI host", max_length=253, validators=[host_validator])
+    ami_port = models.PositiveIntegerField(
+        "AMI port", default=5038, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    ami_username = models.CharField(
+        "AMI username", max_length=64, validators=[ami_username_validator]
+    )
+    ami_secret_encrypted = models.TextField(editable=False, blank=True, default="")
+    config_dir = models.CharField(
+        "config directory",
+        max_length=251,
+        default="/etc/asterisk",
+        validators=[config_dir_validator],
+        help_text="Where parkweb writes res_parking.conf and features.conf for this Asterisk.",
+    )
+    parkcall = models.CharField(
+        "one-touch park code",
+        max_length=8,
+        blank=True,
+        validators=[parkcall_validator],
+        help_text="DTMF code for parkcall in features.conf, like #72. Empty: off.",
+    )
+    default_lot = models.ForeignKey(
+        "ParkingLot",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=(
+            "The lot that stands for Asterisk's built-in 'default' lot (used when a channel "
+            "names no lot). Empty: parkweb confines the built-in lot to a context no tenant "
+            "can reach."
+        ),
+    )
+    reserved_contexts = models.TextField(
+        blank=True,
+        help_text="Dialplan contexts of this server that no tenant may own, comma-separated.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def ami_secret(self) -> str:
+        return crypto.decrypt(self.ami_secret_encrypted) if self.ami_secret_encrypted else ""
+
+    @ami_secret.setter
+    def ami_secret(self, value: str) -> None:
+        self.ami_secret_encrypted = crypto.encrypt(value) if value else ""
+
+    @property
+    def reserved_context_names(self) -> list[str]:
+        return [name.strip() for name in self.reserved_contexts.split(",") if name.strip()]
+
+    def clean(self) -> None:
+        from .validation import validate_server
+
+        validate_server(self)
+
+
+class DialplanContext(ImmutableFieldsMixin, models.Model):
+    """A dialplan context on one server, owned by exactly one tenant."""
+
+    server = models.ForeignKey(AsteriskServer, on_delete=models.CASCADE, related_name="contexts")
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="contexts")
+    name = models.CharField(max_length=63)
+    description = models.CharField(max_length=200, blank=True)
+
+    tenant_path = "tenant"
+    immutable_fields = ("server", "tenant")
+
+    class Meta:
+        ordering = ["server__name", "name"]
+        constraints = [
+            models.UniqueConstraint("server", Lower("name"), name="context_name_unique_per_server")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.server.name})" if self.server_id else self.name
+
+    def clean(self) -> None:
+        from .validation import validate_context
+
+        validate_context(self)
+
+
+def _party_field(verbose_name: str, default: str = "no") -> models.CharField:
+    return models.CharField(
+        verbose_name,
+        max_length=6,
+        default=default,
+        choices=[(value, value) for value in rules.FEATURE_PARTIES],
+    )
+
+
+class ParkingLot(ImmutableFieldsMixin, models.Model):
+    """One res_parking lot. Field defaults are Asterisk's own."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="lots")
+    server = models.ForeignKey(AsteriskServer, on_delete=models.PROTECT, related_name="lots")
+    slug = models.CharField(
+        max_length=31,
+        validators=[
+            RegexValidator(
+                SLUG_RULE,
+                "Use 2-31 characters: a lowercase letter, then lowercase letters, digits or '-'.",
+                code="slug_format",
+            )
+        ],
+        help_text="Identifier within the tenant; part of the Asterisk lot name. Cannot be changed.",
+    )
+    name = models.CharField("display name", max_length=200)
+    enabled = models.BooleanField(default=True)
+
+    parkext = models.CharField(
+        "park extension",
+        max_length=20,
+        blank=True,
+        help_text="Dial this to park a call (like 700). Empty: no park extension.",
+    )
+    parkext_exclusive = models.BooleanField(
+        "park extension exclusive",
+        default=False,
+        help_text="Refuse to share the park extension with other lots in the context.",
+    )
+    parkpos_start = models.PositiveIntegerField("first space", default=701)
+    parkpos_end = models.PositiveIntegerField("last space", default=750)
+    context = models.ForeignKey(
+        DialplanContext,
+        on_delete=models.PROTECT,
+        related_name="lots",
+        help_text="Context where the park extension, the spaces and their hints are created.",
+    )
+    parkinghints = models.BooleanField(
+        "BLF hints", default=False, help_text="Add a hint park:<space>@<context> per space."
+    )
+    parkingtime = models.PositiveIntegerField(
+        "parking time (s)",
+        default=45,
+        help_text="Seconds before a parked call comes back; 0 = never.",
+    )
+    parkedmusicclass = models.CharField("music on hold class", max_length=80, blank=True)
+    comebacktoorigin = models.BooleanField(
+        "come back to origin",
+        default=True,
+        help_text="On timeout, ring the phone that parked the call.",
+    )
+    comebackdialtime = models.PositiveIntegerField(
+        "come back dial time (s)", default=30, help_text="How long the parker's phone rings."
+    )
+    comebackcontext = models.ForeignKey(
+        DialplanContext,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="comeback_lots",
+        verbose_name="come back context",
+        help_text="Where timed-out calls go when they do not come back to origin.",
+    )
+    courtesytone = models.CharField("courtesy tone", max_length=120, blank=True)
+    parkedplay = _party_field("play courtesy tone to", default="caller")
+    parkedcalltransfers = _party_field("transfers after pickup")
+    parkedcallreparking = _party_field("re-parking after pickup")
+    parkedcallhangup = _party_field("hang-up after pickup")
+    parkedcallrecording = _party_field("recording after pickup")
+    findslot = models.CharField(
+        "slot choice",
+        max_length=5,
+        default="first",
+        choices=[("first", "first free space"), ("next", "next space after the last used")],
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    tenant_path = "tenant"
+    immutable_fields = ("tenant", "slug")
+
+    class Meta:
+        ordering = ["tenant__slug", "slug"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "slug"], name="lot_slug_unique_per_tenant"),
+            models.CheckConstraint(
+                condition=models.Q(parkpos_start__gte=1)
+                & models.Q(parkpos_start__lte=models.F("parkpos_end")),
+                name="lot_parkpos_ordered",
+            ),
+        ]
+        indexes = [models.Index(fields=["server", "enabled"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def asterisk_name(self) -> str:
+        """The lot's section name in res_parking.conf (its `PARKINGLOT` value).
+
+        Built from two immutable validated slugs; '_' cannot occur in either, so the name
+        is unique per server and never equal to 'general' or 'default'.
+        """
+        return f"{self.tenant.slug}_{self.slug}"
+
+    @property
+    def parkpos(self) -> str:
+        return f"{self.parkpos_start}-{self.parkpos_end}"
+
+    def clean(self) -> None:
+        from .validation import validate_lot
+
+        validate_lot(self)

@@ -1,0 +1,156 @@
+"""Whole-object validation of servers, contexts and lots, shared by every save path.
+
+Model `clean()` calls these, so forms, the admin, services and the API all get the same
+checks. The rules themselves live in `rules.py`; this module gathers the facts they need
+from the database and turns violations into field errors.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from . import rules
+from .models import AsteriskServer, DialplanContext, ParkingLot
+
+
+def raise_violations(violations: Iterable[rules.Violation]) -> None:
+    by_field: dict[str, list[ValidationError]] = defaultdict(list)
+    for violation in violations:
+        by_field[violation.field].append(ValidationError(violation.message, code=violation.rule))
+    if by_field:
+        raise ValidationError(dict(by_field))
+
+
+def lock_server(server_id: int | None) -> None:
+    """Serialise validation-then-save per server, so two concurrent saves cannot both pass
+    the collision check. A no-op outside a transaction (and on SQLite, which locks the
+    whole database on write anyway)."""
+    if server_id is not None and transaction.get_connection().in_atomic_block:
+        list(AsteriskServer.objects.select_for_update().filter(pk=server_id).values("pk"))
+
+
+def validate_server(server: AsteriskServer) -> None:
+    violations = []
+    for name in server.reserved_context_names:
+        if not rules.CONTEXT_RE.match(name):
+            violations.append(
+                rules.Violation(
+                    "reserved_contexts", "context_format", f"'{name[:70]}' is not a context name."
+                )
+            )
+    lot = server.default_lot
+    if lot is not None and server.pk is not None and lot.server_id != server.pk:
+        violations.append(
+            rules.Violation("default_lot", "default_lot_server", "Choose a lot of this server.")
+        )
+    raise_violations(violations)
+
+
+def validate_context(context: DialplanContext) -> None:
+    context.clean_immutable_fields()
+    reserved = context.server.reserved_context_names if context.server_id else []
+    raise_violations(rules.check_context_name(context.name, reserved))
+
+
+def _extensions(lot: ParkingLot) -> rules.LotExtensions:
+    return rules.LotExtensions(
+        lot_id=lot.pk,
+        tenant_id=lot.tenant_id,
+        label=lot.name,
+        context_key=str(lot.context_id),
+        parkext=lot.parkext,
+        exclusive=lot.parkext_exclusive,
+        start=lot.parkpos_start,
+        end=lot.parkpos_end,
+    )
+
+
+def _owned_context_violations(lot: ParkingLot) -> list[rules.Violation]:
+    violations = []
+    for field in ("context", "comebackcontext"):
+        context = getattr(lot, field)
+        if context is None:
+            continue
+        if context.tenant_id != lot.tenant_id or context.server_id != lot.server_id:
+            violations.append(
+                rules.Violation(
+                    field,
+                    "context_not_owned",
+                    "Choose a context that this tenant owns on the lot's server.",
+                )
+            )
+    if not lot.comebacktoorigin and lot.comebackcontext_id is None:
+        violations.append(
+            rules.Violation(
+                "comebackcontext",
+                "comebackcontext_required",
+                "Choose where timed-out calls go when they do not come back to origin.",
+            )
+        )
+    return violations
+
+
+def lot_field_violations(lot: ParkingLot) -> list[rules.Violation]:
+    """Checks of the lot's own values, needing no other lot."""
+    return [
+        *rules.check_parkext(lot.parkext),
+        *rules.check_parkpos(
+            lot.parkpos_start, lot.parkpos_end, settings.PARKWEB_MAX_SPACES_PER_LOT
+        ),
+        *rules.check_range("parkingtime", lot.parkingtime, 0, rules.PARKINGTIME_MAX),
+        *rules.check_range(
+            "comebackdialtime",
+            lot.comebackdialtime,
+            rules.COMEBACKDIALTIME_MIN,
+            rules.COMEBACKDIALTIME_MAX,
+        ),
+        *rules.check_moh_class("parkedmusicclass", lot.parkedmusicclass),
+        *rules.check_sound("courtesytone", lot.courtesytone),
+        *rules.check_choice("findslot", lot.findslot, rules.FINDSLOT_CHOICES),
+        *[
+            violation
+            for field in (
+                "parkedplay",
+                "parkedcalltransfers",
+                "parkedcallreparking",
+                "parkedcallhangup",
+                "parkedcallrecording",
+            )
+            for violation in rules.check_choice(field, getattr(lot, field), rules.FEATURE_PARTIES)
+        ],
+    ]
+
+
+def lot_conflict_violations(lot: ParkingLot) -> list[rules.Violation]:
+    """Collisions with the other enabled lots of the lot's context."""
+    if not lot.enabled or lot.context_id is None:
+        return []
+    others = (
+        ParkingLot.objects.filter(context_id=lot.context_id, enabled=True)
+        .exclude(pk=lot.pk)
+        .only(
+            "pk",
+            "tenant_id",
+            "name",
+            "context_id",
+            "parkext",
+            "parkext_exclusive",
+            "parkpos_start",
+            "parkpos_end",
+        )
+    )
+    return rules.find_extension_conflicts(_extensions(lot), [_extensions(o) for o in others])
+
+
+def validate_lot(lot: ParkingLot) -> None:
+    lot.clean_immutable_fields()
+    violations = lot_field_violations(lot)
+    if lot.server_id is not None and lot.tenant_id is not None and lot.context_id is not None:
+        violations += _owned_context_violations(lot)
+        if not violations:
+            lock_server(lot.server_id)
+            violations += lot_conflict_violations(lot)
+    raise_violations(violations)

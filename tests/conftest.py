@@ -1,0 +1,28 @@
+import pytest
+
+from tests.factories import make_context, make_server, make_tenant
+
+
+@pytest.fixture
+def server(db):
+    return make_server("pbx1")
+
+
+@pytest.fixture
+def acme(db):
+    return make_tenant("acme", name="Acme")
+
+
+@pytest.fixture
+def globex(db):
+    return make_tenant("globex", name="Globex")
+
+
+@pytest.fixture
+def acme_ctx(server, acme):
+    return make_context(server, acme, "acme-parking")
+
+
+@pytest.fixture
+def globex_ctx(server, globex):
+    return make_context(server, globex, "globex-parking")
