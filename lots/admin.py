@@ -20,8 +20,14 @@ class AsteriskServerForm(forms.ModelForm):
     class Meta:
         model = AsteriskServer
         fields = [
-            "name", "ami_host", "ami_port", "ami_username", "config_dir", "parkcall",
-            "default_lot", "reserved_contexts",
+            "name",
+            "ami_host",
+            "ami_port",
+            "ami_username",
+            "config_dir",
+            "parkcall",
+            "default_lot",
+            "reserved_contexts",
         ]
 
     def clean_ami_secret(self) -> str:

@@ -1,6 +1,11 @@
 """The parking domain: Asterisk servers, tenants' dialplan contexts, and parking lots."""
 
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    ProhibitNullCharactersValidator,
+    RegexValidator,
+)
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -75,6 +80,7 @@ class AsteriskServer(models.Model):
     )
     reserved_contexts = models.TextField(
         blank=True,
+        validators=[ProhibitNullCharactersValidator()],
         help_text="Dialplan contexts of this server that no tenant may own, comma-separated.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -110,7 +116,9 @@ class DialplanContext(ImmutableFieldsMixin, models.Model):
     server = models.ForeignKey(AsteriskServer, on_delete=models.CASCADE, related_name="contexts")
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="contexts")
     name = models.CharField(max_length=63)
-    description = models.CharField(max_length=200, blank=True)
+    description = models.CharField(
+        max_length=200, blank=True, validators=[ProhibitNullCharactersValidator()]
+    )
 
     tenant_path = "tenant"
     immutable_fields = ("server", "tenant")
@@ -155,7 +163,9 @@ class ParkingLot(ImmutableFieldsMixin, models.Model):
         ],
         help_text="Identifier within the tenant; part of the Asterisk lot name. Cannot be changed.",
     )
-    name = models.CharField("display name", max_length=200)
+    name = models.CharField(
+        "display name", max_length=200, validators=[ProhibitNullCharactersValidator()]
+    )
     enabled = models.BooleanField(default=True)
 
     parkext = models.CharField(

@@ -27,9 +27,7 @@ CONTEXT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
 MOH_CLASS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}\Z")
 # A sound is a file name relative to Asterisk's sounds directory, without extension:
 # "beep", "custom/ding". No absolute paths, no "..", nothing else.
-SOUND_RE = re.compile(
-    r"^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*){0,3}\Z"
-)
+SOUND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*){0,3}\Z")
 SOUND_MAX_LENGTH = 120
 
 # Context names no tenant may own on any server: Asterisk's own config sections and

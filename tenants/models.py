@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import ProhibitNullCharactersValidator, RegexValidator
 from django.db import models
 
 SLUG_RULE = r"^[a-z][a-z0-9-]{1,30}\Z"
@@ -40,7 +40,7 @@ class Tenant(ImmutableFieldsMixin, models.Model):
         validators=[slug_validator],
         help_text="Short identifier, used in URLs and in Asterisk lot names. Cannot be changed.",
     )
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[ProhibitNullCharactersValidator()])
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -66,9 +66,7 @@ def test_comeback_context_of_another_tenant_is_refused(acme, acme_ctx, globex_ct
 def test_context_on_another_server_is_refused(acme, acme_ctx):
     other = make_server("pbx2")
     with pytest.raises(ValidationError) as caught:
-        services.lot_create(
-            tenant=acme, server=other, slug="main", name="Main", context=acme_ctx
-        )
+        services.lot_create(tenant=acme, server=other, slug="main", name="Main", context=acme_ctx)
     assert error_codes(caught.value) == {"context": ["context_not_owned"]}
 
 
@@ -95,9 +93,12 @@ def test_comeback_context_required_when_not_coming_back_to_origin(acme, acme_ctx
 )
 def test_bad_values_are_refused_by_field_and_rule(acme, acme_ctx, field, value, code):
     with pytest.raises(ValidationError) as caught:
-        make_lot(acme, acme_ctx, "main" if field != "slug" else value, **(
-            {} if field == "slug" else {field: value}
-        ))
+        make_lot(
+            acme,
+            acme_ctx,
+            "main" if field != "slug" else value,
+            **({} if field == "slug" else {field: value}),
+        )
     assert code in error_codes(caught.value)[field]
 
 

@@ -19,7 +19,7 @@ def test_secret_unreadable_after_key_change(db, settings):
     server = make_server("pbx1", secret="abc")
     settings.PARKWEB_ENCRYPTION_KEYS = ["A" * 43 + "="]
     with pytest.raises(crypto.SecretUnreadable):
-        AsteriskServer.objects.get(pk=server.pk).ami_secret
+        _ = AsteriskServer.objects.get(pk=server.pk).ami_secret
 
 
 @pytest.mark.parametrize(

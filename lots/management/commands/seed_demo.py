@@ -21,13 +21,34 @@ CONTEXTS = [
 ]
 LOTS = [
     # tenant, slug, name, context, options
-    ("acme", "main", "Reception", "acme-parking",
-     {"parkext": "700", "parkpos_start": 701, "parkpos_end": 720, "findslot": "next"}),
-    ("acme", "warehouse", "Warehouse", "acme-parking",
-     {"parkext": "750", "parkpos_start": 751, "parkpos_end": 759, "parkingtime": 120,
-      "comebacktoorigin": False, "comebackcontext": "acme-timeout"}),
-    ("globex", "main", "Front desk", "globex-parking",
-     {"parkext": "700", "parkpos_start": 701, "parkpos_end": 720, "parkinghints": True}),
+    (
+        "acme",
+        "main",
+        "Reception",
+        "acme-parking",
+        {"parkext": "700", "parkpos_start": 701, "parkpos_end": 720, "findslot": "next"},
+    ),
+    (
+        "acme",
+        "warehouse",
+        "Warehouse",
+        "acme-parking",
+        {
+            "parkext": "750",
+            "parkpos_start": 751,
+            "parkpos_end": 759,
+            "parkingtime": 120,
+            "comebacktoorigin": False,
+            "comebackcontext": "acme-timeout",
+        },
+    ),
+    (
+        "globex",
+        "main",
+        "Front desk",
+        "globex-parking",
+        {"parkext": "700", "parkpos_start": 701, "parkpos_end": 720, "parkinghints": True},
+    ),
 ]
 USERS = [
     # username, staff, tenant, role
@@ -79,8 +100,12 @@ class Command(BaseCommand):
             if "comebackcontext" in options:
                 options["comebackcontext"] = contexts[options["comebackcontext"]]
             services.lot_create(
-                tenant=tenants[tenant], server=server, slug=slug, name=name,
-                context=contexts[context], **options,
+                tenant=tenants[tenant],
+                server=server,
+                slug=slug,
+                name=name,
+                context=contexts[context],
+                **options,
             )
 
         User = get_user_model()
