@@ -112,13 +112,16 @@ def _headers(message: Message) -> dict[str, str | list[str]]:
 
 
 class _Manager(Manager):
-    """panoramisk's Manager that stops reconnecting once closed for good."""
+    """panoramisk's Manager, reconnecting only when asked to and never once closed."""
 
+    reconnect = False
     closing = False
+    attempts = 0
 
     def connect(self, *args, **kwargs):
-        if self.closing:
+        if self.closing or (self.attempts and not self.reconnect):
             return None
+        self.attempts += 1
         return super().connect(*args, **kwargs)
 
 
@@ -170,7 +173,7 @@ class AmiClient:
             ping_interval=10**6,
             log=log,
         )
-        manager.closing = not self.reconnect
+        manager.reconnect = self.reconnect
         self._manager = manager
         try:
             await asyncio.wait_for(manager.connect(), self.timeout)

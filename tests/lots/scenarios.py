@@ -43,7 +43,7 @@ def guide_server(variant: str, **server_fields) -> AsteriskServer:
 
 
 def shared_server(**server_fields) -> AsteriskServer:
-    server = make_server("shared", parkcall="*8", **server_fields)
+    server = make_server("shared", parkcall="#73", **server_fields)
     for slug in ("alpha", "beta"):
         tenant = make_tenant(slug)
         context = make_context(server, tenant, f"{slug}-parking")

@@ -1,0 +1,79 @@
+"""Drive the Asterisk sandbox (scripts/asterisk-sandbox) from tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from lots.asterisk.ami import AmiClient, AmiResponse
+
+SCRIPT = Path(settings.BASE_DIR) / "scripts" / "asterisk-sandbox"
+
+
+def sandbox(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, check=check, timeout=600
+    )
+
+
+@dataclass
+class Sandbox:
+    name: str
+    ami_host: str
+    ami_port: int
+    ami_user: str
+    ami_secret: str
+    config_dir: Path
+
+    @classmethod
+    def from_env_output(cls, text: str) -> Sandbox:
+        env = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        return cls(
+            name=env["PARKWEB_SANDBOX_NAME"],
+            ami_host=env["PARKWEB_SANDBOX_AMI_HOST"],
+            ami_port=int(env["PARKWEB_SANDBOX_AMI_PORT"]),
+            ami_user=env["PARKWEB_SANDBOX_AMI_USER"],
+            ami_secret=env["PARKWEB_SANDBOX_AMI_SECRET"],
+            config_dir=Path(env["PARKWEB_SANDBOX_CONFIG_DIR"]),
+        )
+
+    def cli(self, command: str) -> str:
+        return sandbox("cli", "--name", self.name, "--", command).stdout
+
+    def write(self, filename: str, text: str) -> None:
+        path = self.config_dir / filename
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    def ami(self, **kwargs) -> AmiClient:
+        return AmiClient(self.ami_host, self.ami_port, self.ami_user, self.ami_secret, **kwargs)
+
+    def server_fields(self) -> dict:
+        """AsteriskServer settings pointing at this sandbox."""
+        return {
+            "ami_host": self.ami_host,
+            "ami_port": self.ami_port,
+            "ami_username": self.ami_user,
+            "secret": self.ami_secret,
+            "config_dir": str(self.config_dir),
+        }
+
+    def load(self, files: dict[str, str]) -> dict[str, AmiResponse]:
+        """Write parkweb's files and reload res_parking (and features) over AMI."""
+        for filename, text in files.items():
+            self.write(filename, text)
+
+        async def reload() -> dict[str, AmiResponse]:
+            async with self.ami() as ami:
+                return {
+                    "res_parking": await ami.reload_module("res_parking.so"),
+                    "features": await ami.reload_module("features"),
+                }
+
+        return asyncio.run(reload())
