@@ -1,0 +1,41 @@
+# parkweb: `make run` for a local demo, `make test` for the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+
+.PHONY: install run test lint format sandbox sandbox-stop clean
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(INSTALLED)
+
+run: install
+	@scripts/run-demo
+
+test: install
+	scripts/asterisk-sandbox build
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+sandbox:
+	scripts/asterisk-sandbox start --name demo --ami-port 5040
+
+sandbox-stop:
+	scripts/asterisk-sandbox stop --name demo
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache .ruff_cache .hypothesis
