@@ -1,10 +1,15 @@
 """Operator admin: every model, validated by the same rules as every other save path."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from . import services
-from .models import AsteriskServer, DialplanContext, ParkingLot
+from .models import AsteriskServer, Deployment, DialplanContext, ParkingLot
+from .selectors import pending_change
 
 
 class AsteriskServerForm(forms.ModelForm):
@@ -44,19 +49,112 @@ class AsteriskServerForm(forms.ModelForm):
 @admin.register(AsteriskServer)
 class AsteriskServerAdmin(admin.ModelAdmin):
     form = AsteriskServerForm
-    list_display = ["name", "ami_host", "ami_port", "config_dir", "parkcall", "default_lot"]
+    list_display = [
+        "name",
+        "ami_host",
+        "ami_port",
+        "delivery",
+        "parkcall",
+        "lot_count",
+        "deploy_status",
+    ]
     search_fields = ["name", "ami_host"]
+    readonly_fields = ["deploy_status", "deploy_links"]
     fieldsets = [
-        (None, {"fields": ["name"]}),
+        (None, {"fields": ["name", "deploy_status", "deploy_links"]}),
         (
             "Manager interface (AMI)",
-            {"fields": ["ami_host", "ami_port", "ami_username", "ami_secret"]},
+            {
+                "fields": ["ami_host", "ami_port", "ami_username", "ami_secret"],
+            },
         ),
         (
             "Configuration",
-            {"fields": ["config_dir", "parkcall", "default_lot", "reserved_contexts"]},
+            {
+                "fields": [
+                    "delivery",
+                    "config_dir",
+                    "parkcall",
+                    "default_lot",
+                    "reserved_contexts",
+                    "lot_budget",
+                ],
+            },
         ),
     ]
+    actions = ["deploy_now"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("deploy_state")
+
+    @admin.display(description="lots")
+    def lot_count(self, server):
+        return server.lots.count()
+
+    @admin.display(description="deploy")
+    def deploy_status(self, server):
+        latest = server.deployments.first()
+        if latest is None:
+            return "never deployed"
+        return f"{latest.get_status_display()} ({latest.created_at:%Y-%m-%d %H:%M:%S})"
+
+    @admin.display(description="actions")
+    def deploy_links(self, server):
+        if server.pk is None:
+            return "-"
+        return format_html(
+            '<a class="button" href="{}">Preview pending diff</a> '
+            '<a class="button" href="{}">Deployments</a>',
+            reverse("admin:lots_asteriskserver_preview", args=[server.pk]),
+            reverse("admin:lots_deployment_changelist") + f"?server__id__exact={server.pk}",
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:server_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="lots_asteriskserver_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request, server_id: int):
+        server = get_object_or_404(AsteriskServer, pk=server_id)
+        if not self.has_change_permission(request, server):
+            return redirect("admin:index")
+        if request.method == "POST":
+            self._deploy(request, server)
+            return redirect("admin:lots_asteriskserver_preview", server_id=server.pk)
+        return TemplateResponse(
+            request,
+            "admin/lots/asteriskserver/preview.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "server": server,
+                "change": pending_change(server),
+                "deployments": server.deployments.all()[:10],
+                "title": f"Pending config of {server.name}",
+            },
+        )
+
+    def _deploy(self, request, server):
+        deployment = services.deployment_request(
+            server.pk, services.Actor.of(request.user), "deploy now (admin)", force=True
+        )
+        self.message_user(
+            request,
+            f"Deploy of {server.name} queued."
+            if deployment
+            else f"A deploy of {server.name} is already queued.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Deploy now")
+    def deploy_now(self, request, queryset):
+        for server in queryset:
+            self._deploy(request, server)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "default_lot":
@@ -67,7 +165,61 @@ class AsteriskServerAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
-        services.server_save(obj, ami_secret=form.cleaned_data.get("ami_secret"))
+        services.server_save(
+            obj,
+            ami_secret=form.cleaned_data.get("ami_secret"),
+            actor=services.Actor.of(request.user),
+        )
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = [
+        "pk",
+        "server",
+        "status",
+        "trigger",
+        "triggered_by",
+        "reason",
+        "created_at",
+        "duration",
+        "reloaded",
+    ]
+    list_filter = ["status", "server", "trigger"]
+    list_select_related = ["server", "triggered_by"]
+    fields = [
+        "server",
+        "status",
+        "trigger",
+        "triggered_by",
+        "reason",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "attempts",
+        "config_version",
+        "config_hash",
+        "reloaded",
+        "error",
+        "diff_view",
+        "replies",
+        "res_parking_conf",
+        "features_conf",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="diff against the last good config")
+    def diff_view(self, deployment):
+        return format_html("<pre>{}</pre>", deployment.diff or "(none)")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(DialplanContext)
@@ -81,7 +233,7 @@ class DialplanContextAdmin(admin.ModelAdmin):
         return ["server", "tenant"] if obj else []
 
     def save_model(self, request, obj, form, change):
-        services.context_save(obj)
+        services.context_save(obj, actor=services.Actor.of(request.user))
 
 
 @admin.register(ParkingLot)
@@ -142,4 +294,11 @@ class ParkingLotAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
-        services.lot_save(obj)
+        services.lot_save(obj, actor=services.Actor.of(request.user))
+
+    def delete_model(self, request, obj):
+        services.lot_delete(obj, actor=services.Actor.of(request.user))
+
+    def delete_queryset(self, request, queryset):
+        for lot in queryset:
+            services.lot_delete(lot, actor=services.Actor.of(request.user))

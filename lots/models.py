@@ -1,5 +1,6 @@
 """The parking domain: Asterisk servers, tenants' dialplan contexts, and parking lots."""
 
+from django.conf import settings
 from django.core.validators import (
     MaxValueValidator,
     MinValueValidator,
@@ -77,6 +78,19 @@ class AsteriskServer(models.Model):
             "names no lot). Empty: parkweb confines the built-in lot to a context no tenant "
             "can reach."
         ),
+    )
+    delivery = models.CharField(
+        max_length=4,
+        choices=[
+            ("file", "write files into the config directory"),
+            ("ami", "send them over AMI (UpdateConfig), for an Asterisk on another host"),
+        ],
+        default="file",
+    )
+    lot_budget = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most lots this server may hold. Empty: PARKWEB_MAX_LOTS_PER_SERVER.",
     )
     reserved_contexts = models.TextField(
         blank=True,
@@ -263,3 +277,87 @@ class ParkingLot(ImmutableFieldsMixin, models.Model):
         from .validation import validate_lot
 
         validate_lot(self)
+
+
+class ServerDeployState(models.Model):
+    """Where a server's config stands: what changed, what Asterisk confirmed.
+
+    Kept apart from AsteriskServer so that saving a server's settings never overwrites
+    what a deploy worker recorded at the same moment.
+    """
+
+    server = models.OneToOneField(
+        AsteriskServer, on_delete=models.CASCADE, primary_key=True, related_name="deploy_state"
+    )
+    # Bumped in the same transaction as every change that can alter the server's config.
+    config_version = models.PositiveBigIntegerField(default=0)
+    # The version and the hash of the files Asterisk last confirmed running.
+    deployed_version = models.PositiveBigIntegerField(default=0)
+    deployed_hash = models.CharField(max_length=64, blank=True)
+    deployed_at = models.DateTimeField(null=True, blank=True)
+    # Lease for databases without advisory locks (SQLite in the embedded mode).
+    lock_owner = models.CharField(max_length=64, blank=True)
+    lock_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.server_id}: v{self.config_version}, live v{self.deployed_version}"
+
+
+class Deployment(models.Model):
+    """One attempt to make a server's config live, with everything needed to audit it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        OK = "ok", "live"
+        FAILED = "failed", "failed (Asterisk refused it; previous config restored)"
+        ROLLED_BACK = "rolled_back", "rolled back (Asterisk ran something else)"
+
+    class Trigger(models.TextChoices):
+        USER = "user", "user"
+        API_KEY = "api_key", "API key"
+        SYSTEM = "system", "system"
+
+    server = models.ForeignKey(AsteriskServer, on_delete=models.CASCADE, related_name="deployments")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.SYSTEM)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    config_version = models.PositiveBigIntegerField(null=True, blank=True)
+    config_hash = models.CharField(max_length=64, blank=True)
+    res_parking_conf = models.TextField(blank=True)
+    features_conf = models.TextField(blank=True)
+    diff = models.TextField(blank=True, help_text="Unified diff against the last good config.")
+    forced = models.BooleanField(
+        default=False, help_text="Deploy even when the config equals the last confirmed one."
+    )
+    reloaded = models.BooleanField(default=False)
+    replies = models.JSONField(default=list, blank=True, help_text="What Asterisk answered.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # At most one queued deployment per server: saves made meanwhile join it.
+            models.UniqueConstraint(
+                fields=["server"],
+                condition=models.Q(status="pending"),
+                name="one_pending_deployment_per_server",
+            )
+        ]
+        indexes = [models.Index(fields=["server", "status"])]
+
+    def __str__(self) -> str:
+        return f"deployment {self.pk} of {self.server_id}: {self.status}"
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

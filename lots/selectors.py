@@ -1,9 +1,12 @@
 """Reads that are more than a one-line query."""
 
+import hashlib
+from dataclasses import dataclass
+
 from django.db.models import QuerySet
 
-from .asterisk import confgen
-from .models import AsteriskServer, ParkingLot
+from .asterisk import confgen, deploy
+from .models import AsteriskServer, Deployment, ParkingLot, ServerDeployState
 
 
 def server_lots(server: AsteriskServer) -> QuerySet[ParkingLot]:
@@ -21,3 +24,43 @@ def server_config(server: AsteriskServer) -> dict[str, str]:
         "res_parking.conf": confgen.render_res_parking(server, server_lots(server)),
         "features.conf": confgen.render_features(server),
     }
+
+
+def files_hash(files: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return digest.hexdigest()
+
+
+def last_good_deployment(server_id: int) -> Deployment | None:
+    """The server's latest deployment that Asterisk confirmed running."""
+    return (
+        Deployment.objects.filter(server_id=server_id, status=Deployment.Status.OK)
+        .exclude(res_parking_conf="")
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    files: dict[str, str]
+    diff: str  # unified diff from the last good config
+    live: bool  # Asterisk already runs exactly these files
+
+
+def pending_change(server: AsteriskServer) -> PendingChange:
+    """What a deploy of the server would change now."""
+    files = server_config(server)
+    last = last_good_deployment(server.pk)
+    last_good = {
+        deploy.RES_PARKING: last.res_parking_conf if last else None,
+        deploy.FEATURES: last.features_conf if last else None,
+    }
+    state = ServerDeployState.objects.filter(server=server).first()
+    return PendingChange(
+        files=files,
+        diff=deploy.unified_diff(last_good, files),
+        live=bool(state and state.deployed_hash == files_hash(files)),
+    )

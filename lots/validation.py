@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count
+from django.db.models.functions import Coalesce
 
 from . import rules
 from .models import AsteriskServer, DialplanContext, ParkingLot
@@ -145,6 +147,40 @@ def lot_conflict_violations(lot: ParkingLot) -> list[rules.Violation]:
     return rules.find_extension_conflicts(_extensions(lot), [_extensions(o) for o in others])
 
 
+def lot_budget_violations(lot: ParkingLot) -> list[rules.Violation]:
+    """A server holds at most its lot budget: past it, a reload of res_parking takes over a
+    second and stalls call setup on the whole PBX."""
+    arriving = lot.pk is None or (
+        ParkingLot.objects.filter(pk=lot.pk).exclude(server_id=lot.server_id).exists()
+    )
+    if not arriving:
+        return []
+    budget = lot.server.lot_budget or settings.PARKWEB_MAX_LOTS_PER_SERVER
+    count = ParkingLot.objects.filter(server_id=lot.server_id).count()
+    if count < budget:
+        return []
+    with_room = (
+        AsteriskServer.objects.exclude(pk=lot.server_id)
+        .annotate(lot_count=Count("lots"))
+        .filter(lot_count__lt=Coalesce("lot_budget", settings.PARKWEB_MAX_LOTS_PER_SERVER))
+        .values_list("name", flat=True)
+        .first()
+    )
+    advice = (
+        f"Choose another server, such as {with_room}."
+        if with_room
+        else ("Ask your operator to add another Asterisk server.")
+    )
+    return [
+        rules.Violation(
+            "server",
+            "server_lot_budget",
+            f"Server {lot.server.name} already holds {count} lots, its budget: beyond that a "
+            f"reload of its parking config takes over a second and stalls calls. {advice}",
+        )
+    ]
+
+
 def validate_lot(lot: ParkingLot) -> None:
     lot.clean_immutable_fields()
     violations = lot_field_violations(lot)
@@ -153,4 +189,5 @@ def validate_lot(lot: ParkingLot) -> None:
         if not violations:
             lock_server(lot.server_id)
             violations += lot_conflict_violations(lot)
+            violations += lot_budget_violations(lot)
     raise_violations(violations)

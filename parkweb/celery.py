@@ -9,3 +9,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parkweb.settings")
 app = Celery("parkweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def schedule_periodic_tasks(sender, **kwargs):
+    from django.conf import settings
+
+    sender.add_periodic_task(
+        settings.PARKWEB_RECONCILE_SECONDS,
+        sender.signature("lots.tasks.reconcile_servers"),
+        name="reconcile servers with the database",
+    )

@@ -83,6 +83,9 @@ DATABASES = {
         conn_max_age=60,
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory, so that worker processes started by tests share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -130,6 +133,17 @@ PARKWEB_ENCRYPTION_KEYS = env_list("PARKWEB_ENCRYPTION_KEYS", "")
 
 # Limits that keep one lot or one server within what Asterisk handles well.
 PARKWEB_MAX_SPACES_PER_LOT = int(os.environ.get("PARKWEB_MAX_SPACES_PER_LOT", "500"))
+# Lots per server: past about 1,500 lots a one-lot reload of res_parking takes over a
+# second on these machines, and a reload stalls call setup (see bench/deploy.py).
+PARKWEB_MAX_LOTS_PER_SERVER = int(os.environ.get("PARKWEB_MAX_LOTS_PER_SERVER", "1500"))
+
+# Deploys: how long one may hold a server (lease on databases without advisory locks),
+# and the retry backoff while Asterisk is unreachable.
+PARKWEB_DEPLOY_LEASE_SECONDS = int(os.environ.get("PARKWEB_DEPLOY_LEASE_SECONDS", "600"))
+PARKWEB_DEPLOY_RETRY_MAX_SECONDS = int(os.environ.get("PARKWEB_DEPLOY_RETRY_MAX_SECONDS", "60"))
+PARKWEB_AMI_TIMEOUT = float(os.environ.get("PARKWEB_AMI_TIMEOUT", "10"))
+# How often beat compares each server's running lots with the database.
+PARKWEB_RECONCILE_SECONDS = int(os.environ.get("PARKWEB_RECONCILE_SECONDS", "60"))
 
 LOGGING = {
     "version": 1,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,8 +44,10 @@ ALLOWED_ACTIONS = frozenset(
         "CoreSettings",
     }
 )
-# CLI commands parkweb may run through Action: Command (read-only ones).
-ALLOWED_COMMANDS = ("parking show", "core show version", "dialplan show ")
+# CLI commands parkweb may run through Action: Command: read-only ones, nothing else.
+ALLOWED_COMMANDS = re.compile(
+    r"(parking show|features show|core show version|dialplan show [A-Za-z0-9_-]{1,63})"
+)
 MAX_VALUE_LENGTH = 1024
 
 
@@ -228,7 +231,7 @@ class AmiClient:
         """Send one allow-listed action and wait for its whole answer."""
         if name not in ALLOWED_ACTIONS:
             raise AmiRefused(f"AMI action {name!r} is not allowed")
-        if name == "Command" and not str(headers.get("Command", "")).startswith(ALLOWED_COMMANDS):
+        if name == "Command" and not ALLOWED_COMMANDS.fullmatch(str(headers.get("Command", ""))):
             raise AmiRefused("only read-only CLI commands are allowed")
         if self._manager is None or self._manager.protocol is None:
             raise AmiConnectError("not connected")

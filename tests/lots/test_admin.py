@@ -48,6 +48,7 @@ def test_admin_server_edit_keeps_secret_when_left_empty(staff_client, server):
             "config_dir": "/etc/asterisk",
             "parkcall": "#72",
             "reserved_contexts": "",
+            "delivery": "file",
         },
     )
     assert response.status_code == 302

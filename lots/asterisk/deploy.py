@@ -1,0 +1,313 @@
+"""Make a rendered config live on one Asterisk: write, reload, verify, roll back.
+
+No database here: `lots.services.deployment_run` gathers the plan, calls `apply`, and
+records the outcome. Where the files go is a `ConfigStore`: a directory (Asterisk on this
+host or a shared directory) or AMI `UpdateConfig` (Asterisk on another host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from . import confparse, verify
+from .ami import AmiActionError, AmiClient, AmiResponse
+from .confgen import Section
+
+RES_PARKING = "res_parking.conf"
+FEATURES = "features.conf"
+MODULE_OF = {RES_PARKING: "res_parking.so", FEATURES: "features"}
+LAST_GOOD_SUFFIX = ".last-good"
+RELOAD_IN_PROGRESS = "A reload is in progress"
+# What parkweb puts back when there is no earlier good file at all.
+EMPTY = {RES_PARKING: "[general]\n", FEATURES: "[general]\n\n[featuremap]\n"}
+
+
+class ConfigStore(Protocol):
+    async def read(self, name: str) -> str | None: ...
+    async def replace(self, name: str, text: str) -> None: ...
+    async def keep_last_good(self, name: str, text: str) -> None: ...
+
+
+class DirectoryStore:
+    """Files in a local directory, replaced atomically: Asterisk never reads half a file."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    async def read(self, name: str) -> str | None:
+        try:
+            return (self.directory / name).read_text()
+        except FileNotFoundError:
+            return None
+
+    async def replace(self, name: str, text: str) -> None:
+        write_atomically(self.directory / name, text)
+
+    async def keep_last_good(self, name: str, text: str) -> None:
+        write_atomically(self.directory / (name + LAST_GOOD_SUFFIX), text)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Temp file in the same directory, fsync, rename over the target, fsync the directory."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class AmiStore:
+    """Files on a remote Asterisk, written by Asterisk itself through `UpdateConfig`.
+
+    The new text is assembled in `<file>.parkweb-new` in batches (AMI takes at most 128
+    headers a message), then copied over the real file in one last action, so a reload
+    never sees a half-built file. features.conf is not replaced: only `parkcall` in
+    `[featuremap]` is set, leaving the operator's other features alone.
+    """
+
+    BATCH = 30  # edits per UpdateConfig: 4 headers each, under Asterisk's 128
+
+    def __init__(self, ami: AmiClient):
+        self.ami = ami
+
+    async def sections(self, name: str) -> list[Section] | None:
+        response = await self.ami.action("GetConfig", Filename=name)
+        if not response.success:
+            return None
+        return sections_from_getconfig(response.headers)
+
+    async def read(self, name: str) -> str | None:
+        sections = await self.sections(name)
+        return None if sections is None else render_plain(sections)
+
+    async def _update(self, source: str, target: str, edits: list[tuple[str, ...]]) -> None:
+        headers: dict[str, str] = {"SrcFilename": source, "DstFilename": target}
+        for index, (action, category, *rest) in enumerate(edits):
+            key = f"{index:06d}"
+            headers[f"Action-{key}"] = action
+            headers[f"Cat-{key}"] = category
+            if rest:
+                headers[f"Var-{key}"] = rest[0]
+                headers[f"Value-{key}"] = rest[1] if len(rest) > 1 else ""
+        await self.ami.checked_action("UpdateConfig", **headers)
+
+    async def replace(self, name: str, text: str) -> None:
+        wanted = [Section(s.name, tuple(s.options)) for s in confparse.parse(text).sections]
+        if name == FEATURES:
+            await self._set_parkcall(
+                dict(next((s.options for s in wanted if s.name == "featuremap"), ())).get(
+                    "parkcall", ""
+                )
+            )
+            return
+        existing = await self.sections(name) or []
+        edits: list[tuple[str, ...]] = [("DelCat", s.name) for s in existing]
+        for section in wanted:
+            edits.append(("NewCat", section.name))
+            edits += [("Append", section.name, key, value) for key, value in section.options]
+        scratch = name + ".parkweb-new"
+        source = name
+        for start in range(0, max(len(edits), 1), self.BATCH):
+            await self._update(source, scratch, edits[start : start + self.BATCH])
+            source = scratch
+        await self._update(scratch, name, [])
+
+    async def _set_parkcall(self, code: str) -> None:
+        existing = {s.name: dict(s.options) for s in await self.sections(FEATURES) or []}
+        edits: list[tuple[str, ...]] = []
+        if "featuremap" not in existing:
+            edits.append(("NewCat", "featuremap"))
+        if "parkcall" in existing.get("featuremap", {}):
+            edits.append(("Delete", "featuremap", "parkcall"))
+        if code:
+            edits.append(("Append", "featuremap", "parkcall", code))
+        if edits:
+            await self._update(FEATURES, FEATURES, edits)
+
+    async def keep_last_good(self, name: str, text: str) -> None:
+        await self._update(name, name + LAST_GOOD_SUFFIX, [])
+
+
+def sections_from_getconfig(headers: dict) -> list[Section]:
+    """Sections from a GetConfig reply (Category-N, Line-N-M: key=value)."""
+    categories: dict[str, str] = {}
+    lines: dict[str, list[tuple[int, str, str]]] = {}
+    for key, value in headers.items():
+        if key.startswith("Category-"):
+            categories[key.split("-")[1]] = str(value)
+        elif key.startswith("Line-"):
+            _, cat, line = key.split("-")
+            name, _, option = str(value).partition("=")
+            lines.setdefault(cat, []).append((int(line), name, option))
+    return [
+        Section(categories[cat], tuple((k, v) for _, k, v in sorted(lines.get(cat, []))))
+        for cat in sorted(categories)
+    ]
+
+
+def render_plain(sections: list[Section]) -> str:
+    out = []
+    for section in sections:
+        out.append(f"[{section.name}]")
+        out += [f"{key} => {value}" for key, value in section.options]
+    return "\n".join(out) + "\n"
+
+
+def sections_of(text: str) -> list[Section]:
+    return [Section(s.name, tuple(s.options)) for s in confparse.parse(text).sections]
+
+
+def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
+    parts = []
+    for name in sorted(new):
+        parts += difflib.unified_diff(
+            (old.get(name) or "").splitlines(keepends=True),
+            new[name].splitlines(keepends=True),
+            fromfile=f"{name} (last good)",
+            tofile=f"{name} (new)",
+        )
+    return "".join(parts)
+
+
+@dataclass
+class Plan:
+    files: dict[str, str]  # the new texts
+    last_good: dict[str, str | None]  # texts Asterisk last confirmed (None: unknown)
+    force: bool = False  # write and reload every file, even those equal to the last good
+
+
+@dataclass
+class Outcome:
+    status: str  # "ok", "failed" (Asterisk refused), "rolled_back" (ran something else)
+    reloaded: bool = False
+    replies: list[dict] = field(default_factory=list)
+    error: str = ""
+    restored: bool | None = None  # after a failure: is the last good config running again?
+
+
+def park_call_code(features_show: str) -> str:
+    for line in features_show.splitlines():
+        if line.startswith("Park Call"):
+            parts = line.split()
+            return parts[-1] if len(parts) > 2 else ""
+    return ""
+
+
+async def reload(
+    ami: AmiClient, module: str, replies: list[dict], attempts: int = 8
+) -> AmiResponse:
+    """Reload one module, waiting out "A reload is in progress" with backoff."""
+    delay = 0.1
+    for attempt in range(attempts):
+        response = await ami.reload_module(module)
+        replies.append(
+            {
+                "action": "Reload",
+                "module": module,
+                "success": response.success,
+                "message": response.message,
+            }
+        )
+        if response.success or RELOAD_IN_PROGRESS not in response.message:
+            return response
+        if attempt < attempts - 1:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    return response
+
+
+async def running_differences(
+    ami: AmiClient, files: dict[str, str], replies: list[dict]
+) -> list[str]:
+    """What Asterisk runs that differs from `files`; [] when it runs exactly them."""
+    sections = [s for s in sections_of(files[RES_PARKING]) if s.name != "general"]
+    parkinglots = await ami.parkinglots()
+    running = verify.parse_parking_show(await ami.command("parking show"))
+    problems = verify.differences(sections, running, parkinglots)
+    if FEATURES in files:
+        wanted = dict(
+            next((s.options for s in sections_of(files[FEATURES]) if s.name == "featuremap"), ())
+        ).get("parkcall", "")
+        actual = park_call_code(await ami.command("features show"))
+        if actual != wanted:
+            problems.append(f"features: parkcall is {actual!r}, expected {wanted!r}")
+    replies.append({"action": "verify", "lots": len(parkinglots), "problems": problems[:50]})
+    return problems
+
+
+async def _load(
+    ami: AmiClient,
+    store: ConfigStore,
+    files: dict[str, str],
+    keep: dict[str, str | None],
+    replies: list[dict],
+) -> list[AmiResponse]:
+    for name, text in files.items():
+        if keep.get(name) is not None:
+            await store.keep_last_good(name, keep[name])
+        await store.replace(name, text)
+    return [await reload(ami, MODULE_OF[name], replies) for name in files]
+
+
+async def apply(ami: AmiClient, store: ConfigStore, plan: Plan) -> Outcome:
+    """Write the changed files, reload their modules, verify; on failure restore the last
+    good files, reload and verify them. A lost connection propagates (AmiConnectError,
+    AmiTimeout): the caller retries the whole deploy later."""
+    changed = {
+        name: text
+        for name, text in plan.files.items()
+        if plan.force or text != plan.last_good.get(name)
+    }
+    outcome = Outcome(status="ok")
+    if not changed:
+        return outcome
+    try:
+        responses = await _load(ami, store, changed, plan.last_good, outcome.replies)
+        outcome.reloaded = True
+        refused = [r for r in responses if not r.success]
+        if refused:
+            outcome.status = "failed"
+            outcome.error = "Asterisk refused the new config: " + "; ".join(
+                r.message or "error" for r in refused
+            )
+        else:
+            problems = await running_differences(ami, plan.files, outcome.replies)
+            if not problems:
+                return outcome
+            outcome.status = "rolled_back"
+            outcome.error = "Asterisk does not run what was written: " + "; ".join(problems[:10])
+    except (AmiActionError, OSError) as exc:
+        outcome.status = "failed"
+        outcome.error = f"Deploy failed: {exc}"
+
+    previous = {name: plan.last_good.get(name) or EMPTY[name] for name in changed}
+    expected = {RES_PARKING: plan.last_good.get(RES_PARKING) or EMPTY[RES_PARKING], **previous}
+    try:
+        restore = await _load(ami, store, previous, {}, outcome.replies)
+        if all(r.success for r in restore):
+            problems = await running_differences(ami, expected, outcome.replies)
+        else:
+            problems = ["Asterisk refused the last good config too"]
+    except (AmiActionError, OSError) as exc:
+        problems = [str(exc)]
+    outcome.restored = not problems
+    if problems:
+        outcome.error += ". Restoring the last good config FAILED: " + "; ".join(problems[:10])
+    return outcome

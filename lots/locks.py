@@ -1,0 +1,55 @@
+"""One deploy at a time per server, with a lock that a dead worker cannot leave held.
+
+On PostgreSQL: a session advisory lock, released by the server the moment the worker's
+connection closes, however the worker died. Elsewhere (SQLite, the single-process embedded
+mode): a lease row with an expiry.
+"""
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import ServerDeployState
+
+LOCK_NAMESPACE = 0x504B  # "PK": keeps parkweb's advisory locks apart from others'
+
+
+@contextmanager
+def server_deploy_lock(server_id: int) -> Iterator[bool]:
+    """Yields True when this process holds the server's deploy lock, False when another does."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, server_id])
+            held = cursor.fetchone()[0]
+        try:
+            yield held
+        finally:
+            if held:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, server_id])
+        return
+
+    owner = uuid.uuid4().hex
+    now = timezone.now()
+    ServerDeployState.objects.get_or_create(server_id=server_id)
+    held = bool(
+        ServerDeployState.objects.filter(server_id=server_id)
+        .filter(Q(lock_until__isnull=True) | Q(lock_until__lt=now))
+        .update(
+            lock_owner=owner,
+            lock_until=now + timedelta(seconds=settings.PARKWEB_DEPLOY_LEASE_SECONDS),
+        )
+    )
+    try:
+        yield held
+    finally:
+        if held:
+            ServerDeployState.objects.filter(server_id=server_id, lock_owner=owner).update(
+                lock_owner="", lock_until=None
+            )

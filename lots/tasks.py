@@ -1,0 +1,34 @@
+"""Celery tasks: thin wrappers around services."""
+
+import random
+
+from celery import shared_task
+from django.conf import settings
+
+from . import services
+from .models import AsteriskServer
+
+
+@shared_task(bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
+def deploy_server(self, server_id: int) -> str:
+    """Run the server's queued deployment; retry with backoff while Asterisk is unreachable."""
+    outcome, deployment = services.deployment_run(server_id)
+    if outcome == services.Outcome.UNREACHABLE and not self.request.is_eager:
+        backoff = min(2 ** min(deployment.attempts, 10), settings.PARKWEB_DEPLOY_RETRY_MAX_SECONDS)
+        raise self.retry(countdown=backoff * random.uniform(0.8, 1.2))  # noqa: S311
+    # Changes saved while this deploy ran wait as a new pending deployment: run it now.
+    # Checked after the lock is released, so a task that found the lock busy is never lost.
+    if outcome == services.Outcome.DONE and services.deployment_pending(server_id):
+        deploy_server.delay(server_id)
+    return outcome
+
+
+@shared_task
+def reconcile_servers() -> dict[str, str]:
+    """Beat: compare every server with the database; drift is recorded and redeployed."""
+    drifts = {}
+    for server in AsteriskServer.objects.all():
+        drift = services.server_reconcile(server)
+        if drift:
+            drifts[server.name] = drift
+    return drifts
