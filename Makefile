@@ -17,11 +17,17 @@ install: $(INSTALLED)
 run: install
 	@scripts/run-demo
 
+# Tests run on PostgreSQL when one answers on 127.0.0.1:5432 (as production and CI do),
+# else on SQLite. DATABASE_URL overrides.
+LOCAL_PG := postgres://postgres@127.0.0.1:5432/parkweb_test
+TEST_DB = $(or $(DATABASE_URL),$(shell pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && echo $(LOCAL_PG)))
+
 test: install
 	scripts/asterisk-sandbox build
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/pytest
+	@echo "make test: database $(or $(TEST_DB),SQLite)"
+	DATABASE_URL=$(TEST_DB) $(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,16 +2,18 @@
 
 On PostgreSQL: a session advisory lock, released by the server the moment the worker's
 connection closes, however the worker died. Elsewhere (SQLite, the single-process embedded
-mode): a lease row with an expiry.
+mode): a lease row with an expiry, renewed while its holder lives, so a dead holder's
+lease runs out within PARKWEB_DEPLOY_LEASE_SECONDS.
 """
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -36,20 +38,41 @@ def server_deploy_lock(server_id: int) -> Iterator[bool]:
         return
 
     owner = uuid.uuid4().hex
-    now = timezone.now()
+    lease = settings.PARKWEB_DEPLOY_LEASE_SECONDS
     ServerDeployState.objects.get_or_create(server_id=server_id)
-    held = bool(
-        ServerDeployState.objects.filter(server_id=server_id)
-        .filter(Q(lock_until__isnull=True) | Q(lock_until__lt=now))
-        .update(
-            lock_owner=owner,
-            lock_until=now + timedelta(seconds=settings.PARKWEB_DEPLOY_LEASE_SECONDS),
-        )
+    held = _take_lease(server_id, owner, lease)
+    stop = threading.Event()
+    renewer = threading.Thread(
+        target=_renew_lease, args=(server_id, owner, lease, stop), daemon=True
     )
+    if held:
+        renewer.start()
     try:
         yield held
     finally:
         if held:
+            stop.set()
+            renewer.join()
             ServerDeployState.objects.filter(server_id=server_id, lock_owner=owner).update(
                 lock_owner="", lock_until=None
             )
+
+
+def _take_lease(server_id: int, owner: str, lease: int) -> bool:
+    now = timezone.now()
+    return bool(
+        ServerDeployState.objects.filter(server_id=server_id)
+        .filter(Q(lock_until__isnull=True) | Q(lock_until__lt=now))
+        .update(lock_owner=owner, lock_until=now + timedelta(seconds=lease))
+    )
+
+
+def _renew_lease(server_id: int, owner: str, lease: int, stop: threading.Event) -> None:
+    """Keep a live holder's lease fresh, so only a dead holder's lease runs out."""
+    try:
+        while not stop.wait(lease / 3):
+            ServerDeployState.objects.filter(server_id=server_id, lock_owner=owner).update(
+                lock_until=timezone.now() + timedelta(seconds=lease)
+            )
+    finally:
+        connections.close_all()

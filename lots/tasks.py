@@ -13,9 +13,15 @@ from .models import AsteriskServer
 def deploy_server(self, server_id: int) -> str:
     """Run the server's queued deployment; retry with backoff while Asterisk is unreachable."""
     outcome, deployment = services.deployment_run(server_id)
-    if outcome == services.Outcome.UNREACHABLE and not self.request.is_eager:
+    if self.request.is_eager:
+        pass  # embedded mode: no broker to retry through; the next change or beat retries
+    elif outcome == services.Outcome.UNREACHABLE:
         backoff = min(2 ** min(deployment.attempts, 10), settings.PARKWEB_DEPLOY_RETRY_MAX_SECONDS)
         raise self.retry(countdown=backoff * random.uniform(0.8, 1.2))  # noqa: S311
+    elif outcome == services.Outcome.BUSY:
+        # A live holder runs what is queued when it finishes; this retry only matters when
+        # the holder died and its lease must run out first.
+        raise self.retry(countdown=max(1, settings.PARKWEB_DEPLOY_LEASE_SECONDS / 3))
     # Changes saved while this deploy ran wait as a new pending deployment: run it now.
     # Checked after the lock is released, so a task that found the lock busy is never lost.
     if outcome == services.Outcome.DONE and services.deployment_pending(server_id):

@@ -84,6 +84,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Writers wait for each other instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     # A file, not memory, so that worker processes started by tests share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -139,7 +141,7 @@ PARKWEB_MAX_LOTS_PER_SERVER = int(os.environ.get("PARKWEB_MAX_LOTS_PER_SERVER", 
 
 # Deploys: how long one may hold a server (lease on databases without advisory locks),
 # and the retry backoff while Asterisk is unreachable.
-PARKWEB_DEPLOY_LEASE_SECONDS = int(os.environ.get("PARKWEB_DEPLOY_LEASE_SECONDS", "600"))
+PARKWEB_DEPLOY_LEASE_SECONDS = int(os.environ.get("PARKWEB_DEPLOY_LEASE_SECONDS", "30"))
 PARKWEB_DEPLOY_RETRY_MAX_SECONDS = int(os.environ.get("PARKWEB_DEPLOY_RETRY_MAX_SECONDS", "60"))
 PARKWEB_AMI_TIMEOUT = float(os.environ.get("PARKWEB_AMI_TIMEOUT", "10"))
 # How often beat compares each server's running lots with the database.

@@ -26,3 +26,11 @@ def acme_ctx(server, acme):
 @pytest.fixture
 def globex_ctx(server, globex):
     return make_context(server, globex, "globex-parking")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def tasks_run_inline():
+    """Tasks run in the test's own process unless a test starts real workers."""
+    from parkweb.celery import app
+
+    app.conf.update(task_always_eager=True, task_eager_propagates=True)

@@ -76,10 +76,12 @@ def write_atomically(path: Path, text: str) -> None:
 class AmiStore:
     """Files on a remote Asterisk, written by Asterisk itself through `UpdateConfig`.
 
-    The new text is assembled in `<file>.parkweb-new` in batches (AMI takes at most 128
-    headers a message), then copied over the real file in one last action, so a reload
-    never sees a half-built file. features.conf is not replaced: only `parkcall` in
-    `[featuremap]` is set, leaving the operator's other features alone.
+    Asterisk refuses to create new files over AMI (it treats a path it cannot resolve as
+    outside its config directory), so the file is rewritten in place, in batches (AMI takes
+    at most 128 headers a message); nothing reloads it until the last batch is written.
+    The last good text lives in parkweb's database, not beside the file. features.conf is
+    not replaced: only `parkcall` in `[featuremap]` is set, leaving the operator's other
+    features alone.
     """
 
     BATCH = 30  # edits per UpdateConfig: 4 headers each, under Asterisk's 128
@@ -97,37 +99,30 @@ class AmiStore:
         sections = await self.sections(name)
         return None if sections is None else render_plain(sections)
 
-    async def _update(self, source: str, target: str, edits: list[tuple[str, ...]]) -> None:
-        headers: dict[str, str] = {"SrcFilename": source, "DstFilename": target}
-        for index, (action, category, *rest) in enumerate(edits):
-            key = f"{index:06d}"
-            headers[f"Action-{key}"] = action
-            headers[f"Cat-{key}"] = category
-            if rest:
-                headers[f"Var-{key}"] = rest[0]
-                headers[f"Value-{key}"] = rest[1] if len(rest) > 1 else ""
-        await self.ami.checked_action("UpdateConfig", **headers)
+    async def _update(self, name: str, edits: list[tuple[str, ...]]) -> None:
+        for start in range(0, len(edits), self.BATCH):
+            headers: dict[str, str] = {"SrcFilename": name, "DstFilename": name}
+            for index, (action, category, *rest) in enumerate(edits[start : start + self.BATCH]):
+                key = f"{index:06d}"
+                headers[f"Action-{key}"] = action
+                headers[f"Cat-{key}"] = category
+                if rest:
+                    headers[f"Var-{key}"] = rest[0]
+                    headers[f"Value-{key}"] = rest[1] if len(rest) > 1 else ""
+            await self.ami.checked_action("UpdateConfig", **headers)
 
     async def replace(self, name: str, text: str) -> None:
-        wanted = [Section(s.name, tuple(s.options)) for s in confparse.parse(text).sections]
+        wanted = sections_of(text)
         if name == FEATURES:
-            await self._set_parkcall(
-                dict(next((s.options for s in wanted if s.name == "featuremap"), ())).get(
-                    "parkcall", ""
-                )
-            )
+            featuremap = next((s.options for s in wanted if s.name == "featuremap"), ())
+            await self._set_parkcall(dict(featuremap).get("parkcall", ""))
             return
         existing = await self.sections(name) or []
         edits: list[tuple[str, ...]] = [("DelCat", s.name) for s in existing]
         for section in wanted:
             edits.append(("NewCat", section.name))
             edits += [("Append", section.name, key, value) for key, value in section.options]
-        scratch = name + ".parkweb-new"
-        source = name
-        for start in range(0, max(len(edits), 1), self.BATCH):
-            await self._update(source, scratch, edits[start : start + self.BATCH])
-            source = scratch
-        await self._update(scratch, name, [])
+        await self._update(name, edits)
 
     async def _set_parkcall(self, code: str) -> None:
         existing = {s.name: dict(s.options) for s in await self.sections(FEATURES) or []}
@@ -138,11 +133,10 @@ class AmiStore:
             edits.append(("Delete", "featuremap", "parkcall"))
         if code:
             edits.append(("Append", "featuremap", "parkcall", code))
-        if edits:
-            await self._update(FEATURES, FEATURES, edits)
+        await self._update(FEATURES, edits)
 
     async def keep_last_good(self, name: str, text: str) -> None:
-        await self._update(name, name + LAST_GOOD_SUFFIX, [])
+        """The database keeps the last good text; nothing to write on the remote host."""
 
 
 def sections_from_getconfig(headers: dict) -> list[Section]:

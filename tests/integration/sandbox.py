@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
-from lots.asterisk.ami import AmiClient, AmiResponse
+from lots.asterisk import verify
+from lots.asterisk.ami import AmiClient, AmiResponse, Parkinglot
 
 SCRIPT = Path(settings.BASE_DIR) / "scripts" / "asterisk-sandbox"
 
@@ -77,3 +79,51 @@ class Sandbox:
                 }
 
         return asyncio.run(reload())
+
+    def running_state(self) -> tuple[list[Parkinglot], dict[str, verify.RunningLot]]:
+        """(Parkinglots, parsed `parking show`) as Asterisk reports them now."""
+
+        async def fetch():
+            async with self.ami() as ami:
+                return await ami.parkinglots(), await ami.command("parking show")
+
+        parkinglots, show = asyncio.run(fetch())
+        return parkinglots, verify.parse_parking_show(show)
+
+    def park_call(self, exten: str, code: str, timeout: float = 10.0) -> dict:
+        """Originate a call (extensions_local.conf) that alice parks with the one-touch
+        `code`; return the ParkedCall event. Hangs up every channel afterwards."""
+        self.cli(f"dialplan set global PARKCODE {code}")
+
+        async def run() -> dict:
+            async with self.ami(events="call") as ami:
+                parked: asyncio.Future = asyncio.get_running_loop().create_future()
+                ami.on_event("ParkedCall", lambda e: parked.done() or parked.set_result(e))
+                reply = await ami.action(
+                    "Originate",
+                    Channel=f"Local/{exten}@parkweb-test",
+                    Application="Wait",
+                    Data="30",
+                    Async="true",
+                )
+                assert reply.success, reply.message
+                return await asyncio.wait_for(parked, timeout)
+
+        try:
+            return asyncio.run(run())
+        finally:
+            self.hangup_all()
+
+    def hangup_all(self) -> None:
+        self.cli("channel request hangup all")
+        deadline = time.monotonic() + 5
+        while "0 active channels" not in self.cli("core show channels count"):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        sandbox("stop", "--name", self.name)
+
+    def start(self) -> None:
+        sandbox("start", "--name", self.name, "--ami-port", str(self.ami_port))

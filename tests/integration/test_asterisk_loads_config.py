@@ -1,12 +1,9 @@
 """parkweb's generated config, loaded by a real Asterisk 22: it runs exactly the lots in
 the database, and a call parked the way the guide does it lands where parkweb expects."""
 
-import asyncio
-import time
-
 import pytest
 
-from lots.asterisk import verify
+from lots.asterisk import deploy, verify
 from lots.asterisk.confgen import res_parking_sections
 from lots.selectors import server_config, server_lots
 from tests.lots.scenarios import guide_server, shared_server
@@ -14,26 +11,16 @@ from tests.lots.scenarios import guide_server, shared_server
 pytestmark = pytest.mark.integration
 
 
-def running_state(asterisk):
-    async def fetch():
-        async with asterisk.ami() as ami:
-            return await ami.parkinglots(), await ami.command("parking show")
-
-    parkinglots, show = asyncio.run(fetch())
-    return parkinglots, verify.parse_parking_show(show)
-
-
 def park_call_code(asterisk) -> str:
     """The one-touch park code Asterisk runs, from `features show`."""
-    line = next(x for x in asterisk.cli("features show").splitlines() if x.startswith("Park Call"))
-    return line.split()[-1] if len(line.split()) > 2 else ""
+    return deploy.park_call_code(asterisk.cli("features show"))
 
 
 def load_and_check(asterisk, server):
     replies = asterisk.load(server_config(server))
     assert replies["res_parking"].success, replies["res_parking"].message
     assert replies["features"].success, replies["features"].message
-    parkinglots, running = running_state(asterisk)
+    parkinglots, running = asterisk.running_state()
     sections = res_parking_sections(server, server_lots(server))
     assert verify.differences(sections, running, parkinglots) == []
     return parkinglots, running
@@ -87,40 +74,10 @@ def test_two_tenants_share_a_server_with_the_same_spaces(db, asterisk):
     assert "'805'" in asterisk.cli("dialplan show beta-parking")
 
 
-def park_a_call(asterisk, exten: str, code: str, timeout: float = 10.0) -> dict:
-    """Originate a call that alice parks with the one-touch `code`; return the ParkedCall
-    event."""
-    asterisk.cli(f"dialplan set global PARKCODE {code}")
-
-    async def run() -> dict:
-        async with asterisk.ami(events="call") as ami:
-            parked: asyncio.Future = asyncio.get_running_loop().create_future()
-            ami.on_event("ParkedCall", lambda e: parked.done() or parked.set_result(e))
-            reply = await ami.action(
-                "Originate",
-                Channel=f"Local/{exten}@parkweb-test",
-                Application="Wait",
-                Data="30",
-                Async="true",
-            )
-            assert reply.success, reply.message
-            return await asyncio.wait_for(parked, timeout)
-
-    try:
-        return asyncio.run(run())
-    finally:
-        asterisk.cli("channel request hangup all")
-        deadline = time.monotonic() + 5
-        while "0 active channels" not in asterisk.cli("core show channels count"):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-
-
 def test_call_parked_as_in_the_guide_lands_in_the_default_lot(db, asterisk):
     server = guide_server("a", **asterisk.server_fields())
     load_and_check(asterisk, server)
-    event = park_a_call(asterisk, "caller", server.parkcall)
+    event = asterisk.park_call("caller", server.parkcall)
     assert event["Parkinglot"] == "default"
     assert 701 <= int(event["ParkingSpace"]) <= 709
     assert event["ParkeeCallerIDNum"] == "5551234"
@@ -130,6 +87,6 @@ def test_call_parked_as_in_the_guide_lands_in_the_default_lot(db, asterisk):
 def test_call_parked_with_parkinglot_lands_in_the_tenants_lot(db, asterisk):
     server = shared_server(**asterisk.server_fields())
     load_and_check(asterisk, server)
-    event = park_a_call(asterisk, "parkbeta_night", server.parkcall)
+    event = asterisk.park_call("parkbeta_night", server.parkcall)
     assert (event["Parkinglot"], event["ParkingSpace"]) == ("beta_night", "801")
     assert int(event["ParkingTimeout"]) == 0
