@@ -161,6 +161,10 @@ def _party_field(verbose_name: str, default: str = "no") -> models.CharField:
     )
 
 
+def asterisk_lot_name(tenant_slug: str, lot_slug: str) -> str:
+    return f"{tenant_slug}_{lot_slug}"
+
+
 class ParkingLot(ImmutableFieldsMixin, models.Model):
     """One res_parking lot. Field defaults are Asterisk's own."""
 
@@ -267,7 +271,7 @@ class ParkingLot(ImmutableFieldsMixin, models.Model):
         Built from two immutable validated slugs; '_' cannot occur in either, so the name
         is unique per server and never equal to 'general' or 'default'.
         """
-        return f"{self.tenant.slug}_{self.slug}"
+        return asterisk_lot_name(self.tenant.slug, self.slug)
 
     @property
     def parkpos(self) -> str:
@@ -295,6 +299,7 @@ class ServerDeployState(models.Model):
     deployed_version = models.PositiveBigIntegerField(default=0)
     deployed_hash = models.CharField(max_length=64, blank=True)
     deployed_at = models.DateTimeField(null=True, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
     # Lease for databases without advisory locks (SQLite in the embedded mode).
     lock_owner = models.CharField(max_length=64, blank=True)
     lock_until = models.DateTimeField(null=True, blank=True)
@@ -334,6 +339,9 @@ class Deployment(models.Model):
     res_parking_conf = models.TextField(blank=True)
     features_conf = models.TextField(blank=True)
     diff = models.TextField(blank=True, help_text="Unified diff against the last good config.")
+    changes = models.PositiveIntegerField(
+        default=1, help_text="Changes carried: saves made while it was queued join it."
+    )
     forced = models.BooleanField(
         default=False, help_text="Deploy even when the config equals the last confirmed one."
     )

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 
 from .asterisk import confgen, deploy
-from .models import AsteriskServer, Deployment, ParkingLot, ServerDeployState
+from .models import (
+    AsteriskServer,
+    Deployment,
+    ParkingLot,
+    ServerDeployState,
+    asterisk_lot_name,
+)
 
 
 def server_lots(server: AsteriskServer) -> QuerySet[ParkingLot]:
@@ -18,10 +24,33 @@ def server_lots(server: AsteriskServer) -> QuerySet[ParkingLot]:
     )
 
 
+def server_lot_configs(server: AsteriskServer) -> list[confgen.LotConfig]:
+    """The enabled lots of a server as plain data for config generation: one query, no
+    model instances (a server may hold thousands of lots)."""
+    rows = server_lots(server).values(
+        "pk",
+        "server_id",
+        "slug",
+        "tenant__slug",
+        "context__name",
+        "comebackcontext__name",
+        *confgen.LotConfig.PLAIN,
+    )
+    return [
+        confgen.LotConfig(
+            asterisk_name=asterisk_lot_name(row.pop("tenant__slug"), row.pop("slug")),
+            context=row.pop("context__name"),
+            comebackcontext=row.pop("comebackcontext__name"),
+            **row,
+        )
+        for row in rows
+    ]
+
+
 def server_config(server: AsteriskServer) -> dict[str, str]:
     """The files parkweb would write for the server now: {file name: text}."""
     return {
-        "res_parking.conf": confgen.render_res_parking(server, server_lots(server)),
+        "res_parking.conf": confgen.render_res_parking(server, server_lot_configs(server)),
         "features.conf": confgen.render_features(server),
     }
 

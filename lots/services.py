@@ -131,7 +131,7 @@ def config_changed(server_id: int, actor: Actor = SYSTEM, reason: str = "") -> N
     """Note that the server's config may have changed; one deploy is queued on commit."""
     ServerDeployState.objects.get_or_create(server_id=server_id)
     ServerDeployState.objects.filter(server_id=server_id).update(
-        config_version=F("config_version") + 1
+        config_version=F("config_version") + 1, changed_at=timezone.now()
     )
     # One request per server per transaction, however many objects it changed.
     connection = transaction.get_connection()
@@ -169,11 +169,9 @@ def deployment_request(
                 reason=reason[:200],
                 forced=force,
             )
-    except IntegrityError:
-        if force:
-            Deployment.objects.filter(server_id=server_id, status=Deployment.Status.PENDING).update(
-                forced=True
-            )
+    except IntegrityError:  # one is queued: this change joins it
+        joined = Deployment.objects.filter(server_id=server_id, status=Deployment.Status.PENDING)
+        joined.update(changes=F("changes") + 1, **({"forced": True} if force else {}))
         return None
     if enqueue:
         from .tasks import deploy_server  # tasks call services; import here, not at the top
@@ -199,6 +197,28 @@ def deployment_run(server_id: int) -> tuple[str, Deployment | None]:
         if deployment is None:
             return Outcome.IDLE, None
         return _execute(deployment), deployment
+
+
+def deployment_delay(server_id: int) -> float:
+    """Seconds to hold the queued deployment back: while a burst of changes goes on (more
+    than one change queued, the last less than QUIET ago), up to MAX_WAIT after queueing."""
+    pending = Deployment.objects.filter(
+        server_id=server_id, status=Deployment.Status.PENDING
+    ).first()
+    if pending is None or pending.changes < 2:
+        return 0.0
+    changed_at = (
+        ServerDeployState.objects.filter(server_id=server_id)
+        .values_list("changed_at", flat=True)
+        .first()
+    )
+    now = timezone.now()
+    quiet = settings.PARKWEB_DEPLOY_QUIET_SECONDS
+    if changed_at is None or (now - changed_at).total_seconds() >= quiet:
+        return 0.0
+    if (now - pending.created_at).total_seconds() >= settings.PARKWEB_DEPLOY_MAX_WAIT_SECONDS:
+        return 0.0
+    return quiet
 
 
 def deployment_pending(server_id: int) -> bool:
@@ -239,6 +259,7 @@ def _claim(server_id: int) -> Deployment | None:
 
 def ami_client(server: AsteriskServer, **kwargs) -> AmiClient:
     kwargs.setdefault("timeout", settings.PARKWEB_AMI_TIMEOUT)
+    kwargs.setdefault("reload_timeout", settings.PARKWEB_RELOAD_TIMEOUT)
     return AmiClient(
         server.ami_host, server.ami_port, server.ami_username, server.ami_secret, **kwargs
     )
@@ -283,15 +304,20 @@ def _execute(deployment: Deployment) -> str:
         _back_to_pending(deployment, exc)
         return Outcome.UNREACHABLE
 
-    deployment.diff = deploy.unified_diff(last_good, files)
     deployment.reloaded = outcome.reloaded
     deployment.replies = outcome.replies
     deployment.error = outcome.error
-    _finish(deployment, outcome.status)
     if outcome.status == Deployment.Status.OK:
+        _finish(deployment, outcome.status)
         _mark_live(deployment)
     else:
         log.error("deployment %s on %s: %s", deployment.pk, server.name, outcome.error)
+    # The diff is for people reading the history: computed once the config is live.
+    deployment.diff = deploy.unified_diff(last_good, files)
+    if outcome.status == Deployment.Status.OK:
+        deployment.save(update_fields=["diff"])
+    else:
+        _finish(deployment, outcome.status)
     return Outcome.DONE
 
 

@@ -12,6 +12,10 @@ from .models import AsteriskServer
 @shared_task(bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
 def deploy_server(self, server_id: int) -> str:
     """Run the server's queued deployment; retry with backoff while Asterisk is unreachable."""
+    if not self.request.is_eager:
+        delay = services.deployment_delay(server_id)
+        if delay:  # a burst of changes is still arriving: deploy them together
+            raise self.retry(countdown=delay)
     outcome, deployment = services.deployment_run(server_id)
     if self.request.is_eager:
         pass  # embedded mode: no broker to retry through; the next change or beat retries

@@ -143,7 +143,12 @@ PARKWEB_MAX_LOTS_PER_SERVER = int(os.environ.get("PARKWEB_MAX_LOTS_PER_SERVER", 
 # and the retry backoff while Asterisk is unreachable.
 PARKWEB_DEPLOY_LEASE_SECONDS = int(os.environ.get("PARKWEB_DEPLOY_LEASE_SECONDS", "30"))
 PARKWEB_DEPLOY_RETRY_MAX_SECONDS = int(os.environ.get("PARKWEB_DEPLOY_RETRY_MAX_SECONDS", "60"))
+# A burst of changes (a provisioning run) is deployed once it pauses for QUIET seconds,
+# or after MAX_WAIT at the latest; a single change is deployed at once.
+PARKWEB_DEPLOY_QUIET_SECONDS = float(os.environ.get("PARKWEB_DEPLOY_QUIET_SECONDS", "0.3"))
+PARKWEB_DEPLOY_MAX_WAIT_SECONDS = float(os.environ.get("PARKWEB_DEPLOY_MAX_WAIT_SECONDS", "10"))
 PARKWEB_AMI_TIMEOUT = float(os.environ.get("PARKWEB_AMI_TIMEOUT", "10"))
+PARKWEB_RELOAD_TIMEOUT = float(os.environ.get("PARKWEB_RELOAD_TIMEOUT", "300"))
 # How often beat compares each server's running lots with the database.
 PARKWEB_RECONCILE_SECONDS = int(os.environ.get("PARKWEB_RECONCILE_SECONDS", "60"))
 

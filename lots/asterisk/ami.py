@@ -46,7 +46,8 @@ ALLOWED_ACTIONS = frozenset(
 )
 # CLI commands parkweb may run through Action: Command: read-only ones, nothing else.
 ALLOWED_COMMANDS = re.compile(
-    r"(parking show|features show|core show version|dialplan show [A-Za-z0-9_-]{1,63})"
+    r"(parking show( [a-z0-9_-]{1,80})?|features show|core show version"
+    r"|dialplan show [A-Za-z0-9_-]{1,63})"
 )
 MAX_VALUE_LENGTH = 1024
 
@@ -140,6 +141,7 @@ class AmiClient:
         *,
         events: str = "off",
         timeout: float = 5.0,
+        reload_timeout: float = 300.0,
         reconnect: bool = False,
     ):
         for name, value in (("Host", host), ("Username", username), ("Secret", secret)):
@@ -148,6 +150,8 @@ class AmiClient:
         self.username, self._secret = username, secret
         self.events = events
         self.timeout = timeout
+        # A reload of a big res_parking.conf legitimately takes long (minutes at 10,000 lots).
+        self.reload_timeout = reload_timeout
         self.reconnect = reconnect
         self._manager: _Manager | None = None
         self._watchdog: asyncio.Task | None = None
@@ -227,12 +231,19 @@ class AmiClient:
             self._manager.close()
             self._manager = None
 
-    async def action(self, name: str, **headers: object) -> AmiResponse:
-        """Send one allow-listed action and wait for its whole answer."""
+    async def action(
+        self, name: str, *, timeout: float | None = None, **headers: object
+    ) -> AmiResponse:
+        """Send one allow-listed action and wait (`timeout`, else the client's) for its
+        whole answer."""
         if name not in ALLOWED_ACTIONS:
             raise AmiRefused(f"AMI action {name!r} is not allowed")
         if name == "Command" and not ALLOWED_COMMANDS.fullmatch(str(headers.get("Command", ""))):
             raise AmiRefused("only read-only CLI commands are allowed")
+        asynchronous = str(headers.get("Async", "")).lower() == "true"
+        if name == "Originate" and asynchronous and self.events == "off":
+            # The answer would come as an OriginateResponse event this client never gets.
+            raise AmiRefused("an asynchronous Originate needs a client with events on")
         if self._manager is None or self._manager.protocol is None:
             raise AmiConnectError("not connected")
         payload = {"Action": name}
@@ -240,9 +251,9 @@ class AmiClient:
             payload[key] = check_value(key, value)
         future = self._manager.send_action(payload)
         try:
-            result = await asyncio.wait_for(future, self.timeout)
+            result = await asyncio.wait_for(future, timeout or self.timeout)
         except TimeoutError:
-            raise AmiTimeout(f"{name} got no answer within {self.timeout}s") from None
+            raise AmiTimeout(f"{name} got no answer within {timeout or self.timeout}s") from None
         messages = result if isinstance(result, list) else [result]
         first = messages[0]
         return AmiResponse(
@@ -283,7 +294,7 @@ class AmiClient:
 
     async def reload_module(self, module: str) -> AmiResponse:
         """Reload one module; Asterisk's answer tells whether it accepted the new config."""
-        return await self.action("Reload", Module=module)
+        return await self.action("Reload", timeout=self.reload_timeout, Module=module)
 
     def start_watchdog(
         self, interval: float = 5.0, on_dead: Callable[[], object] | None = None

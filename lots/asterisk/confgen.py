@@ -31,8 +31,8 @@ NEUTRAL_DEFAULT_OPTIONS = (
 )
 
 _SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}\Z")
-_SAFE_KEY = re.compile(r"^[a-z_]{1,40}\Z")
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_*#/-]{0,120}\Z")
+_SAFE_LINE = re.compile(r"\[[a-z0-9][a-z0-9_-]{0,79}\]|[a-z_]{1,40} => [A-Za-z0-9_*#/-]{0,120}|")
+_SAFE_BODY = re.compile(rf"(?:(?:{_SAFE_LINE.pattern})\n)*")
 
 
 class UnsafeConfigValue(ValueError):
@@ -49,10 +49,73 @@ def yes_no(value: bool) -> str:
     return "yes" if value else "no"
 
 
-def lot_options(lot) -> tuple[tuple[str, str], ...]:
+@dataclass(frozen=True, slots=True)
+class LotConfig:
+    """What config generation needs of a lot, as plain data."""
+
+    pk: int | None
+    server_id: int | None
+    enabled: bool
+    asterisk_name: str
+    context: str
+    comebackcontext: str | None
+    parkext: str
+    parkext_exclusive: bool
+    parkpos_start: int
+    parkpos_end: int
+    parkinghints: bool
+    parkingtime: int
+    parkedmusicclass: str
+    comebacktoorigin: bool
+    comebackdialtime: int
+    courtesytone: str
+    parkedplay: str
+    parkedcalltransfers: str
+    parkedcallreparking: str
+    parkedcallhangup: str
+    parkedcallrecording: str
+    findslot: str
+
+    # Fields copied from a ParkingLot as they are.
+    PLAIN = (
+        "enabled",
+        "parkext",
+        "parkext_exclusive",
+        "parkpos_start",
+        "parkpos_end",
+        "parkinghints",
+        "parkingtime",
+        "parkedmusicclass",
+        "comebacktoorigin",
+        "comebackdialtime",
+        "courtesytone",
+        "parkedplay",
+        "parkedcalltransfers",
+        "parkedcallreparking",
+        "parkedcallhangup",
+        "parkedcallrecording",
+        "findslot",
+    )
+
+    @classmethod
+    def of(cls, lot) -> LotConfig:
+        """From a ParkingLot whose tenant and contexts are at hand."""
+        if isinstance(lot, cls):
+            return lot
+        return cls(
+            pk=lot.pk,
+            server_id=lot.server_id,
+            asterisk_name=lot.asterisk_name,
+            context=lot.context.name,
+            comebackcontext=lot.comebackcontext.name if lot.comebackcontext else None,
+            **{name: getattr(lot, name) for name in cls.PLAIN},
+        )
+
+
+def lot_options(lot: LotConfig) -> tuple[tuple[str, str], ...]:
     """A lot's options in a fixed order. Defaults are written out too, so what Asterisk
     runs never depends on its own defaults."""
-    options = [("context", lot.context.name)]
+    options = [("context", lot.context)]
     if lot.parkext:
         options.append(("parkext", lot.parkext))
     options += [
@@ -68,7 +131,7 @@ def lot_options(lot) -> tuple[tuple[str, str], ...]:
         ("comebackdialtime", str(lot.comebackdialtime)),
     ]
     if lot.comebackcontext is not None:
-        options.append(("comebackcontext", lot.comebackcontext.name))
+        options.append(("comebackcontext", lot.comebackcontext))
     if lot.courtesytone:
         options.append(("courtesytone", lot.courtesytone))
     options += [
@@ -90,11 +153,13 @@ def lot_section_name(server, lot) -> str:
 
 
 def res_parking_sections(server, lots: Iterable) -> list[Section]:
-    """The sections of res_parking.conf: [general], [default], then lots by name."""
+    """The sections of res_parking.conf: [general], [default], then lots by name.
+    `lots` are LotConfigs or ParkingLots."""
+    configs = (LotConfig.of(lot) for lot in lots)
     lot_sections = sorted(
         (
             Section(lot_section_name(server, lot), lot_options(lot))
-            for lot in lots
+            for lot in configs
             if lot.enabled and lot.server_id == server.pk
         ),
         key=lambda section: section.name,
@@ -116,20 +181,24 @@ def _checked(kind: str, pattern: re.Pattern, text: str) -> str:
     return text
 
 
-def _body(sections: Iterable[Section]) -> list[str]:
+def _body(sections: Iterable[Section]) -> str:
     lines: list[str] = []
     for section in sections:
         if lines:
             lines.append("")
-        lines.append(f"[{_checked('section name', _SAFE_NAME, section.name)}]")
-        for key, value in section.options:
-            _checked("option name", _SAFE_KEY, key)
-            lines.append(f"{key} => {_checked(f'value of {key}', _SAFE_VALUE, value)}")
-    return lines
+        lines.append(f"[{section.name}]")
+        lines.extend([f"{key} => {value}" for key, value in section.options])
+    body = "\n".join(lines) + "\n"
+    # One pass over the whole text instead of a check per value (a server may have
+    # thousands of lots): every line must be a plain section header, a plain option or
+    # empty, and no value may have brought a line break of its own.
+    if body.count("\n") != len(lines) or not _SAFE_BODY.fullmatch(body):
+        bad = next((line for line in body.split("\n") if not _SAFE_LINE.fullmatch(line)), body[:60])
+        raise UnsafeConfigValue(f"refusing to write {bad[:60]!r}")
+    return body
 
 
-def _with_header(server, body_lines: list[str]) -> str:
-    body = "\n".join(body_lines) + "\n"
+def _with_header(server, body: str) -> str:
     digest = hashlib.sha256(body.encode()).hexdigest()
     header = [
         GENERATED_BY,
@@ -147,13 +216,11 @@ def render_res_parking(server, lots: Iterable) -> str:
 
 def render_features(server) -> str:
     """features.conf: parkweb's featuremap, then the operator's own features_local.conf."""
-    lines = _body(features_sections(server))
-    lines += [
-        "",
-        "; Your own feature settings go in features_local.conf (section headers first).",
-        FEATURES_LOCAL_INCLUDE,
-    ]
-    return _with_header(server, lines)
+    body = _body(features_sections(server)) + (
+        "\n; Your own feature settings go in features_local.conf (section headers first).\n"
+        f"{FEATURES_LOCAL_INCLUDE}\n"
+    )
+    return _with_header(server, body)
 
 
 def content_hash(text: str) -> tuple[str | None, str]:

@@ -36,6 +36,8 @@ class ParsedConfig:
 
 def _strip_comments(line: str, depth: int) -> tuple[str, int]:
     """Remove comments from one line; `depth` counts open `;--` block comments."""
+    if not depth and ";" not in line:
+        return line, depth
     out: list[str] = []
     i = 0
     while i < len(line):
@@ -70,7 +72,8 @@ def parse(text: str) -> ParsedConfig:
     current: ParsedSection | None = None
     depth = 0
     for number, raw in enumerate(text.split("\n"), start=1):
-        if len(raw.encode()) >= LINE_LIMIT - 1:
+        # A character is at most 4 bytes: only long lines need the exact byte count.
+        if len(raw) * 4 >= LINE_LIMIT - 1 and len(raw.encode()) >= LINE_LIMIT - 1:
             config.problems.append(f"line {number}: too long, Asterisk would misread it")
         line, depth = _strip_comments(raw, depth)
         line = line.strip()

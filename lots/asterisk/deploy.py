@@ -11,11 +11,13 @@ import asyncio
 import difflib
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from . import confparse, verify
+from . import confgen, confparse, verify
 from .ami import AmiActionError, AmiClient, AmiResponse
 from .confgen import Section
 
@@ -164,20 +166,55 @@ def render_plain(sections: list[Section]) -> str:
     return "\n".join(out) + "\n"
 
 
-def sections_of(text: str) -> list[Section]:
-    return [Section(s.name, tuple(s.options)) for s in confparse.parse(text).sections]
+@lru_cache(maxsize=8)
+def sections_of(text: str) -> tuple[Section, ...]:
+    """The sections of a config text (cached: a deploy looks at the same texts repeatedly).
+
+    parkweb's own files (hash in the header intact) have one strict shape, checked when
+    they were rendered, and are split directly; anything else goes through the full parser.
+    """
+    claimed, actual = confgen.content_hash(text)
+    if claimed is None or claimed != actual or confgen.FEATURES_LOCAL_INCLUDE in text:
+        return tuple(Section(s.name, tuple(s.options)) for s in confparse.parse(text).sections)
+    body = text.partition("\n\n")[2]
+    sections = []
+    for block in body.split("\n\n"):
+        header, *lines = block.strip("\n").split("\n")
+        options = tuple(tuple(line.split(" => ", 1)) for line in lines)
+        sections.append(Section(header[1:-1], options))
+    return tuple(sections)
 
 
-def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
+def unified_diff(old: dict[str, str | None], new: dict[str, str]) -> str:
+    """A unified diff of each file. Sections equal on both sides are left out first, so a
+    one-lot change on a server of thousands of lots costs little."""
     parts = []
     for name in sorted(new):
+        before, after = old.get(name) or "", new[name]
+        if before == after:
+            continue
+        changed = changed_sections(before, after) if before else None
         parts += difflib.unified_diff(
-            (old.get(name) or "").splitlines(keepends=True),
-            new[name].splitlines(keepends=True),
+            _only_sections(before, changed),
+            _only_sections(after, changed),
             fromfile=f"{name} (last good)",
             tofile=f"{name} (new)",
         )
     return "".join(parts)
+
+
+def _only_sections(text: str, names: set[str] | None) -> list[str]:
+    """The text's lines, keeping only the named sections (and what precedes the first)."""
+    lines = text.splitlines(keepends=True)
+    if names is None:
+        return lines
+    kept, keep = [], True
+    for line in lines:
+        if line.startswith("["):
+            keep = line[1 : line.find("]")] in names
+        if keep:
+            kept.append(line)
+    return kept
 
 
 @dataclass
@@ -210,6 +247,7 @@ async def reload(
     """Reload one module, waiting out "A reload is in progress" with backoff."""
     delay = 0.1
     for attempt in range(attempts):
+        started = time.perf_counter()
         response = await ami.reload_module(module)
         replies.append(
             {
@@ -217,6 +255,7 @@ async def reload(
                 "module": module,
                 "success": response.success,
                 "message": response.message,
+                "seconds": round(time.perf_counter() - started, 4),
             }
         )
         if response.success or RELOAD_IN_PROGRESS not in response.message:
@@ -228,22 +267,54 @@ async def reload(
 
 
 async def running_differences(
-    ami: AmiClient, files: dict[str, str], replies: list[dict]
+    ami: AmiClient,
+    files: dict[str, str],
+    replies: list[dict],
+    changed_lots: set[str] | None = None,
 ) -> list[str]:
-    """What Asterisk runs that differs from `files`; [] when it runs exactly them."""
+    """What Asterisk runs that differs from `files`; [] when it runs exactly them.
+
+    `Parkinglots` checks every lot's presence, spaces and timeout; `parking show` checks
+    the other options, for every lot or, when the caller knows which lots changed, only for
+    those and for lots Asterisk runs that the config does not have (a big server answers
+    `parking show` slowly).
+    """
     sections = [s for s in sections_of(files[RES_PARKING]) if s.name != "general"]
     parkinglots = await ami.parkinglots()
-    running = verify.parse_parking_show(await ami.command("parking show"))
-    problems = verify.differences(sections, running, parkinglots)
+    problems = verify.parkinglots_differences(sections, parkinglots)
+    if changed_lots is None:
+        running = verify.parse_parking_show(await ami.command("parking show"))
+        problems += verify.detail_differences(sections, running)
+    else:
+        wanted = {s.name for s in sections}
+        extra = {lot.name for lot in parkinglots} - wanted
+        running = {}
+        for name in sorted((changed_lots & wanted) | extra):
+            running.update(verify.parse_parking_show(await ami.command(f"parking show {name}")))
+        detailed = [s for s in sections if s.name in changed_lots]
+        problems += [
+            p for p in verify.detail_differences(detailed, running) if not p.endswith("not running")
+        ]
     if FEATURES in files:
-        wanted = dict(
-            next((s.options for s in sections_of(files[FEATURES]) if s.name == "featuremap"), ())
-        ).get("parkcall", "")
+        featuremap = next(
+            (s.options for s in sections_of(files[FEATURES]) if s.name == "featuremap"), ()
+        )
+        wanted_code = dict(featuremap).get("parkcall", "")
         actual = park_call_code(await ami.command("features show"))
-        if actual != wanted:
-            problems.append(f"features: parkcall is {actual!r}, expected {wanted!r}")
+        if actual != wanted_code:
+            problems.append(f"features: parkcall is {actual!r}, expected {wanted_code!r}")
     replies.append({"action": "verify", "lots": len(parkinglots), "problems": problems[:50]})
     return problems
+
+
+def changed_sections(old: str | None, new: str) -> set[str] | None:
+    """Names of the lots whose sections differ between two res_parking texts; None when
+    the old one is unknown."""
+    if old is None:
+        return None
+    before = {s.name: s.options for s in sections_of(old)}
+    after = {s.name: s.options for s in sections_of(new)}
+    return {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
 
 
 async def _load(
@@ -282,7 +353,12 @@ async def apply(ami: AmiClient, store: ConfigStore, plan: Plan) -> Outcome:
                 r.message or "error" for r in refused
             )
         else:
-            problems = await running_differences(ami, plan.files, outcome.replies)
+            lots = (
+                None
+                if plan.force
+                else changed_sections(plan.last_good.get(RES_PARKING), plan.files[RES_PARKING])
+            )
+            problems = await running_differences(ami, plan.files, outcome.replies, lots)
             if not problems:
                 return outcome
             outcome.status = "rolled_back"

@@ -101,19 +101,46 @@ def _actual(lot: RunningLot) -> dict[str, str]:
     }
 
 
-def differences(
-    sections: Iterable[Section],
-    running: dict[str, RunningLot],
-    parkinglots: Iterable[Parkinglot] | None = None,
+def parkinglots_differences(
+    sections: Iterable[Section], parkinglots: Iterable[Parkinglot]
 ) -> list[str]:
-    """Human-readable differences between rendered lots and what Asterisk runs; [] if none."""
+    """Lots missing from `Action: Parkinglots`, or listed with other spaces or timeouts."""
+    listed = {lot.name: lot for lot in parkinglots}
+    problems = []
+    for section in sections:
+        if section.name == "general":
+            continue
+        lot = listed.get(section.name)
+        if lot is None:
+            problems.append(f"lot {section.name}: not running")
+            continue
+        expected = _expected(section)
+        seen = {
+            "start_space": str(lot.start_space),
+            "stop_space": str(lot.stop_space),
+            "parkingtime": str(lot.timeout),
+        }
+        for key, value in seen.items():
+            if value != expected[key]:
+                problems.append(
+                    f"lot {lot.name}: Parkinglots {key} is {value!r}, expected {expected[key]!r}"
+                )
+    return problems
+
+
+def detail_differences(
+    sections: Iterable[Section], running: dict[str, RunningLot], extra_allowed: bool = False
+) -> list[str]:
+    """Option by option, the given sections against `parking show`; and, unless
+    `extra_allowed`, enabled lots that Asterisk runs but no section asks for."""
     problems: list[str] = []
     wanted = {section.name: section for section in sections if section.name != "general"}
     for name in sorted(set(wanted) - set(running)):
         problems.append(f"lot {name}: not running")
-    for name in sorted(set(running) - set(wanted)):
-        if running[name].enabled:
-            problems.append(f"lot {name}: running but not in the config")
+    if not extra_allowed:
+        for name in sorted(set(running) - set(wanted)):
+            if running[name].enabled:
+                problems.append(f"lot {name}: running but not in the config")
     for name in sorted(set(wanted) & set(running)):
         actual = _actual(running[name])
         for key, value in _expected(wanted[name]).items():
@@ -121,18 +148,21 @@ def differences(
                 problems.append(f"lot {name}: {key} is {actual[key]!r}, expected {value!r}")
         if not running[name].enabled:
             problems.append(f"lot {name}: disabled")
-    for lot in parkinglots or ():
-        if lot.name in wanted:
-            expected = _expected(wanted[lot.name])
-            seen = {
-                "start_space": str(lot.start_space),
-                "stop_space": str(lot.stop_space),
-                "parkingtime": str(lot.timeout),
-            }
-            for key, value in seen.items():
-                if value != expected[key]:
-                    problems.append(
-                        f"lot {lot.name}: Parkinglots {key} is {value!r}, "
-                        f"expected {expected[key]!r}"
-                    )
+    return problems
+
+
+def differences(
+    sections: Iterable[Section],
+    running: dict[str, RunningLot],
+    parkinglots: Iterable[Parkinglot] | None = None,
+) -> list[str]:
+    """Human-readable differences between rendered lots and what Asterisk runs; [] if none."""
+    sections = list(sections)
+    problems = detail_differences(sections, running)
+    if parkinglots is not None:
+        problems += [
+            problem
+            for problem in parkinglots_differences(sections, parkinglots)
+            if not problem.endswith("not running")  # already reported above
+        ]
     return problems

@@ -90,3 +90,16 @@ def test_renderer_refuses_a_value_that_slipped_past_validation(db):
     server.parkcall = "#72\n[evil]"
     with pytest.raises(confgen.UnsafeConfigValue):
         confgen.render_features(server)
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.conf")), ids=lambda p: p.name)
+def test_fast_split_of_own_files_equals_the_full_parser(path):
+    from lots.asterisk import deploy
+
+    text = path.read_text()
+    parsed = tuple(
+        confgen.Section(s.name, tuple(s.options)) for s in confparse.parse(text).sections
+    )
+    assert deploy.sections_of(text) == parsed
+    edited = text.replace("[general]", "[general]\n; hand edit", 1)
+    assert deploy.sections_of(edited) == parsed  # hash no longer matches: full parser

@@ -1,0 +1,320 @@
+"""Deploy benchmark: render time, save-to-live against Asterisk's bare reload, the call-setup
+stall during a reload, and how many reloads a burst of edits costs.
+
+    .venv/bin/python bench/deploy.py [--sizes 100,1000,3000] [--burst 1000]
+
+Runs against its own Asterisk sandbox ("bench", AMI 127.0.0.1:5041) and its own database
+(PostgreSQL `parkweb_bench` when one answers on 127.0.0.1:5432, else SQLite). Figures are
+compared as ratios within one run: these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def pick_database() -> str:
+    if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode == 0:
+        admin = "postgres://postgres@127.0.0.1:5432/postgres"
+        subprocess.run(["psql", admin, "-qc", "DROP DATABASE IF EXISTS parkweb_bench"], check=True)
+        subprocess.run(["psql", admin, "-qc", "CREATE DATABASE parkweb_bench"], check=True)
+        return "postgres://postgres@127.0.0.1:5432/parkweb_bench"
+    path = ROOT / "bench.sqlite3"
+    path.unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
+os.environ["DATABASE_URL"] = pick_database()
+os.environ.pop("REDIS_URL", None)  # deploys run inline in this process, except the burst
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parkweb.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import close_old_connections  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from lots import services  # noqa: E402
+from lots.asterisk import confgen  # noqa: E402
+from lots.asterisk.ami import AmiClient  # noqa: E402
+from lots.models import (  # noqa: E402
+    AsteriskServer,
+    Deployment,
+    DialplanContext,
+    ParkingLot,
+)
+from lots.selectors import server_config  # noqa: E402
+from parkweb.celery import app  # noqa: E402
+from tenants.models import Tenant  # noqa: E402
+from tests.integration.sandbox import Sandbox, sandbox  # noqa: E402
+
+BENCH_DIALPLAN = """
+[bench]
+exten => ring,1,Answer()
+ same => n,Wait(2)
+ same => n,Hangup()
+"""
+
+
+def start_asterisk() -> Sandbox:
+    out = sandbox("start", "--name", "bench", "--ami-port", "5041").stdout
+    box = Sandbox.from_env_output(out)
+    box.write("extensions_local.conf", BENCH_DIALPLAN)
+    box.cli("dialplan reload")
+    return box
+
+
+def populate(server: AsteriskServer, tenant: Tenant, count: int) -> None:
+    """`count` valid lots: one context per 10 lots, 10 spaces each, as tenants would have."""
+    ParkingLot.objects.filter(server=server).delete()
+    DialplanContext.objects.filter(server=server).delete()
+    contexts = DialplanContext.objects.bulk_create(
+        DialplanContext(server=server, tenant=tenant, name=f"bench-{i}")
+        for i in range((count + 9) // 10)
+    )
+    ParkingLot.objects.bulk_create(
+        ParkingLot(
+            tenant=tenant,
+            server=server,
+            context=contexts[i // 10],
+            slug=f"lot{i}",
+            name=f"Lot {i}",
+            parkext=str(100 + (i % 10) * 20),
+            parkpos_start=101 + (i % 10) * 20,
+            parkpos_end=110 + (i % 10) * 20,
+        )
+        for i in range(count)
+    )
+
+
+def deploy_now(server: AsteriskServer) -> Deployment:
+    services.deployment_request(server.pk, enqueue=False, force=True)
+    _, deployment = services.deployment_run(server.pk)
+    deployment.refresh_from_db()
+    assert deployment.status == "ok", deployment.error
+    return deployment
+
+
+def timed(function, repeat: int = 3) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def live_and_bare(
+    server: AsteriskServer, box: Sandbox, repeat: int = 5
+) -> tuple[float, float, float]:
+    """Medians, in seconds, of: a one-lot save until its deployment is verified live;
+    Asterisk's own reload inside that deployment; and Asterisk's bare reload of the same
+    file written by hand (interleaved with the saves, so both see the same Asterisk)."""
+    lot = ParkingLot.objects.filter(server=server).order_by("pk").first()
+    path = box.config_dir / "res_parking.conf"
+    live, inside, bare = [], [], []
+
+    async def reload_by_hand(text: str) -> float:
+        async with box.ami(timeout=600) as ami:
+            path.write_text(text)
+            start = time.perf_counter()
+            reply = await ami.reload_module("res_parking.so")
+            assert reply.success, reply.message
+            return time.perf_counter() - start
+
+    for i in range(repeat):
+        start = timezone.now()
+        services.lot_update(lot, parkingtime=46 + i)
+        deployment = Deployment.objects.filter(server=server).order_by("-pk").first()
+        assert deployment.status == "ok", deployment.error
+        live.append((deployment.finished_at - start).total_seconds())
+        inside.append(
+            sum(r.get("seconds", 0) for r in deployment.replies if r["action"] == "Reload")
+        )
+        text = deployment.res_parking_conf.replace(
+            f"parkingtime => {46 + i}", f"parkingtime => {146 + i}", 1
+        )
+        bare.append(asyncio.run(reload_by_hand(text)))
+        deploy_now(server)  # parkweb's own file back, and Asterisk running it
+    return statistics.median(live), statistics.median(inside), statistics.median(bare)
+
+
+def originate_times(box: Sandbox, text: str) -> tuple[float, float]:
+    """Seconds until an Originate into the dialplan is answered: idle, and mid-reload."""
+    path = box.config_dir / "res_parking.conf"
+
+    async def originate(ami: AmiClient) -> float:
+        start = time.perf_counter()
+        reply = await ami.action(
+            "Originate", Channel="Local/ring@bench", Application="Wait", Data="1", Async="true"
+        )
+        assert reply.success, reply.message
+        return time.perf_counter() - start
+
+    async def run():
+        async with box.ami(events="call", timeout=60) as ami, box.ami(timeout=600) as other:
+            idle = await originate(ami)
+            path.write_text(text.replace("parkingtime => 45", "parkingtime => 61", 1))
+            reload = asyncio.create_task(other.reload_module("res_parking.so"))
+            await asyncio.sleep(0.01)
+            during = await originate(ami)
+            await reload
+            return idle, during
+
+    try:
+        return asyncio.run(run())
+    finally:
+        box.hangup_all()
+
+
+def render_10k() -> float:
+    """Pure rendering of 10,000 lots (objects in memory, no database)."""
+    server = AsteriskServer(pk=1, name="render")
+    tenant = Tenant(pk=1, slug="bench")
+    lots = []
+    for i in range(10_000):
+        context = DialplanContext(pk=i // 10 + 1, server=server, tenant=tenant, name=f"c{i // 10}")
+        lot = ParkingLot(
+            pk=i + 1,
+            tenant=tenant,
+            server=server,
+            context=context,
+            slug=f"lot{i}",
+            name="x",
+            parkext="700",
+            parkpos_start=701 + i % 10 * 10,
+            parkpos_end=709 + i % 10 * 10,
+        )
+        lot.server_id = 1
+        lots.append(lot)
+    return timed(lambda: confgen.render_res_parking(server, lots))
+
+
+def burst(server: AsteriskServer, tenant: Tenant, edits: int, box: Sandbox) -> tuple[int, float]:
+    """`edits` lot edits from 8 threads against a real Celery worker: reloads sent."""
+    from tests.integration.workers import Worker, reset_broker_connections, test_redis_url
+
+    populate(server, tenant, 100)
+    deploy_now(server)
+    lots = list(ParkingLot.objects.filter(server=server))
+    mark = Deployment.objects.order_by("-pk").values_list("pk", flat=True).first()
+    redis_url = test_redis_url()
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    app.conf.update(broker_url=redis_url, task_always_eager=False)
+    reset_broker_connections()
+    worker = Worker("bench", {**os.environ, "REDIS_URL": redis_url})
+    start = time.perf_counter()
+    try:
+        per_thread = edits // 8
+
+        def edit(offset: int) -> None:
+            try:
+                for i in range(per_thread):
+                    lot = lots[(offset * per_thread + i) % len(lots)]
+                    services.lot_update(lot, parkingtime=46 + (offset * per_thread + i) % 500)
+            finally:
+                close_old_connections()
+
+        threads = [threading.Thread(target=edit, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=600)
+        deadline = time.monotonic() + 600
+        while Deployment.objects.filter(server=server, status__in=["pending", "running"]).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("deploys did not settle")
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - start
+    finally:
+        worker.stop()
+    reloads = Deployment.objects.filter(server=server, pk__gt=mark, reloaded=True).count()
+    return reloads, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,3000")
+    parser.add_argument("--burst", type=int, default=1000)
+    args = parser.parse_args()
+    call_command("migrate", verbosity=0)
+    box = start_asterisk()
+    tenant = Tenant.objects.create(slug="bench", name="Bench")
+    server = AsteriskServer(
+        name="bench",
+        lot_budget=100_000,
+        parkcall="#72",
+        ami_host=box.ami_host,
+        ami_port=box.ami_port,
+        ami_username=box.ami_user,
+        config_dir=str(box.config_dir),
+    )
+    server.ami_secret = box.ami_secret
+    server.save()
+
+    print(f"database: {os.environ['DATABASE_URL'].split('@')[-1]}  asterisk: sandbox 'bench'")
+    print(
+        f"render of 10,000 lots (pure, in memory): {render_10k() * 1000:.0f} ms  (target < 500 ms)"
+    )
+    header = (
+        "lots",
+        "render ms",
+        "save-to-live ms",
+        "its reload ms",
+        "bare reload ms",
+        "live/reload",
+        "1.2 x reload + 100 ms",
+        "originate idle ms",
+        "originate mid-reload ms",
+    )
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for size in [int(s) for s in args.sizes.split(",")]:
+        populate(server, tenant, size)
+        deploy_now(server)
+        render = timed(lambda: server_config(server))
+        live, inside, bare = live_and_bare(server, box)
+        idle, during = originate_times(box, server_config(server)["res_parking.conf"])
+        deploy_now(server)  # put parkweb's file back
+        budget = 1.2 * inside + 0.1
+        cells = [
+            size,
+            f"{render * 1000:.0f}",
+            f"{live * 1000:.0f}",
+            f"{inside * 1000:.0f}",
+            f"{bare * 1000:.0f}",
+            f"{live / inside:.2f}",
+            f"{budget * 1000:.0f}{'' if live <= budget else ' MISSED'}",
+            f"{idle * 1000:.0f}",
+            f"{during * 1000:.0f}",
+        ]
+        print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
+    if args.burst:
+        reloads, elapsed = burst(server, tenant, args.burst, box)
+        print(
+            f"burst of {args.burst} edits (8 threads, 100 lots, one worker): {reloads} reloads "
+            f"in {elapsed:.1f} s (target <= 3)"
+        )
+    ParkingLot.objects.filter(server=server).delete()
+    deploy_now(server)
+    sandbox("stop", "--name", "bench")
+
+
+if __name__ == "__main__":
+    main()
