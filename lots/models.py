@@ -190,7 +190,10 @@ class ParkingLot(ImmutableFieldsMixin, models.Model):
         "park extension",
         max_length=20,
         blank=True,
-        help_text="Dial this to park a call (like 700). Empty: no park extension.",
+        help_text=(
+            "Dial this to park a call (like 700). One-touch parking (#72) also needs it: "
+            "Asterisk parks the call by transferring it here. Empty: no park extension."
+        ),
     )
     parkext_exclusive = models.BooleanField(
         "park extension exclusive",
@@ -369,3 +372,105 @@ class Deployment(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class ParkedCall(models.Model):
+    """One parking episode: from the park to its end (retrieved, timed out, ...)."""
+
+    class Outcome(models.TextChoices):
+        RETRIEVED = "retrieved", "retrieved"
+        TIMED_OUT = "timed_out", "timed out"
+        ABANDONED = "abandoned", "abandoned (caller hung up)"
+        SWAPPED = "swapped", "swapped"
+        LOST = "lost", "lost (ended while parkweb was disconnected)"
+
+    server = models.ForeignKey(AsteriskServer, on_delete=models.CASCADE, related_name="+")
+    # Null for a lot parkweb does not manage: its events are kept, never dropped.
+    lot = models.ForeignKey(
+        ParkingLot, on_delete=models.SET_NULL, null=True, blank=True, related_name="calls"
+    )
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="parked_calls"
+    )
+    lot_name = models.CharField(max_length=80, help_text="The lot's name in Asterisk.")
+    space = models.PositiveIntegerField(null=True, blank=True)
+    parkee_channel = models.CharField(max_length=200)
+    uniqueid = models.CharField(max_length=64)
+    linkedid = models.CharField(max_length=64, blank=True)
+    caller_id_num = models.CharField(max_length=80, blank=True)
+    caller_id_name = models.CharField(max_length=80, blank=True)
+    connected_line_num = models.CharField(max_length=80, blank=True)
+    connected_line_name = models.CharField(max_length=80, blank=True)
+    parker_dial_string = models.CharField(max_length=200, blank=True)
+    parked_at = models.DateTimeField()
+    timeout_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
+    retriever_channel = models.CharField(max_length=200, blank=True)
+    retriever_caller_id_num = models.CharField(max_length=80, blank=True)
+    retriever_caller_id_name = models.CharField(max_length=80, blank=True)
+
+    tenant_path = "tenant"
+
+    class Meta:
+        ordering = ["-parked_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "uniqueid"],
+                condition=models.Q(ended_at__isnull=True),
+                name="one_open_episode_per_channel",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["server", "ended_at"]),
+            models.Index(fields=["tenant", "-parked_at"]),
+            models.Index(fields=["ended_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lot_name} {self.space}: {self.caller_id_num or self.parkee_channel}"
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+
+class ServerHealth(models.Model):
+    """The live link to one Asterisk, as its watcher sees it."""
+
+    server = models.OneToOneField(
+        AsteriskServer, on_delete=models.CASCADE, primary_key=True, related_name="health"
+    )
+    connected = models.BooleanField(default=False)
+    since = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    asterisk_version = models.CharField(max_length=120, blank=True)
+    # False from each login until the state has been rebuilt from Asterisk.
+    synced = models.BooleanField(default=False)
+    watcher = models.CharField(max_length=120, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.server_id}: {'connected' if self.connected else 'disconnected'}"
+
+
+class AuditEntry(models.Model):
+    """Who did what to a live call (retrieve, hang up)."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="audit")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    action = models.CharField(max_length=40)
+    target = models.CharField(max_length=200)
+    detail = models.JSONField(default=dict, blank=True)
+    ok = models.BooleanField(default=True)
+
+    tenant_path = "tenant"
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.target}"

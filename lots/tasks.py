@@ -42,3 +42,9 @@ def reconcile_servers() -> dict[str, str]:
         if drift:
             drifts[server.name] = drift
     return drifts
+
+
+@shared_task
+def purge_parked_calls() -> int:
+    """Beat: delete parked-call history older than PARKWEB_HISTORY_DAYS."""
+    return services.parked_calls_purge()

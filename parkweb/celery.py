@@ -20,3 +20,6 @@ def schedule_periodic_tasks(sender, **kwargs):
         sender.signature("lots.tasks.reconcile_servers"),
         name="reconcile servers with the database",
     )
+    sender.add_periodic_task(
+        24 * 3600, sender.signature("lots.tasks.purge_parked_calls"), name="purge history"
+    )

@@ -149,6 +149,12 @@ PARKWEB_DEPLOY_QUIET_SECONDS = float(os.environ.get("PARKWEB_DEPLOY_QUIET_SECOND
 PARKWEB_DEPLOY_MAX_WAIT_SECONDS = float(os.environ.get("PARKWEB_DEPLOY_MAX_WAIT_SECONDS", "10"))
 PARKWEB_AMI_TIMEOUT = float(os.environ.get("PARKWEB_AMI_TIMEOUT", "10"))
 PARKWEB_RELOAD_TIMEOUT = float(os.environ.get("PARKWEB_RELOAD_TIMEOUT", "300"))
+# Run the AMI watchers inside the web process when there is no Redis (embedded mode).
+PARKWEB_EMBEDDED_WATCHERS = env_bool("PARKWEB_EMBEDDED_WATCHERS", True)
+# Celery workers run the AMI watchers (one per server across all workers).
+PARKWEB_WORKER_WATCHERS = env_bool("PARKWEB_WORKER_WATCHERS", True)
+# Parked-call history kept (days); beat purges older episodes daily.
+PARKWEB_HISTORY_DAYS = int(os.environ.get("PARKWEB_HISTORY_DAYS", "90"))
 # How often beat compares each server's running lots with the database.
 PARKWEB_RECONCILE_SECONDS = int(os.environ.get("PARKWEB_RECONCILE_SECONDS", "60"))
 

@@ -143,6 +143,7 @@ class AmiClient:
         timeout: float = 5.0,
         reload_timeout: float = 300.0,
         reconnect: bool = False,
+        on_disconnect: Callable[[], object] | None = None,
     ):
         for name, value in (("Host", host), ("Username", username), ("Secret", secret)):
             check_value(name, value)
@@ -153,6 +154,7 @@ class AmiClient:
         # A reload of a big res_parking.conf legitimately takes long (minutes at 10,000 lots).
         self.reload_timeout = reload_timeout
         self.reconnect = reconnect
+        self._on_disconnect = on_disconnect
         self._manager: _Manager | None = None
         self._watchdog: asyncio.Task | None = None
 
@@ -179,6 +181,7 @@ class AmiClient:
             ping_delay=10**6,
             ping_interval=10**6,
             log=log,
+            on_disconnect=self._disconnected,
         )
         manager.reconnect = self.reconnect
         self._manager = manager
@@ -211,6 +214,15 @@ class AmiClient:
                 f"Asterisk at {self.host}:{self.port} refused user {self.username!r}: "
                 f"{reply.message}"
             )
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without logging off."""
+        if self._manager is not None and self._manager.protocol is not None:
+            self._manager.protocol.transport.abort()
+
+    def _disconnected(self, _manager, _exc) -> None:
+        if self._on_disconnect is not None:
+            self._on_disconnect()
 
     @property
     def connected(self) -> bool:
@@ -308,9 +320,9 @@ class AmiClient:
                     await self.ping()
                 except (AmiTimeout, AmiConnectError, AmiActionError):
                     log.warning("%r: no answer to Ping, dropping the connection", self)
-                    if self._manager is not None and self._manager.protocol is not None:
-                        self._manager.protocol.transport.abort()
+                    self.abort()
                     if on_dead is not None:
                         on_dead()
+                    return
 
         self._watchdog = asyncio.get_running_loop().create_task(watch())

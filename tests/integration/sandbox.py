@@ -90,9 +90,10 @@ class Sandbox:
         parkinglots, show = asyncio.run(fetch())
         return parkinglots, verify.parse_parking_show(show)
 
-    def park_call(self, exten: str, code: str, timeout: float = 10.0) -> dict:
+    def park_call(self, exten: str, code: str, timeout: float = 10.0, keep: bool = False) -> dict:
         """Originate a call (extensions_local.conf) that alice parks with the one-touch
-        `code`; return the ParkedCall event. Hangs up every channel afterwards."""
+        `code`; return the ParkedCall event. Hangs up every channel afterwards, unless
+        `keep`."""
         self.cli(f"dialplan set global PARKCODE {code}")
 
         async def run() -> dict:
@@ -112,7 +113,8 @@ class Sandbox:
         try:
             return asyncio.run(run())
         finally:
-            self.hangup_all()
+            if not keep:
+                self.hangup_all()
 
     def hangup_all(self) -> None:
         self.cli("channel request hangup all")
@@ -127,3 +129,28 @@ class Sandbox:
 
     def start(self) -> None:
         sandbox("start", "--name", self.name, "--ami-port", str(self.ami_port))
+
+    def originate(self, channel: str, seconds: int = 5) -> None:
+        """A call from `channel` (say Local/701@acme-parking, to retrieve space 701)."""
+
+        async def run() -> None:
+            async with self.ami(events="call") as ami:
+                reply = await ami.action(
+                    "Originate",
+                    Channel=channel,
+                    Application="Wait",
+                    Data=str(seconds),
+                    Async="true",
+                )
+                assert reply.success, reply.message
+
+        asyncio.run(run())
+
+    @property
+    def pid(self) -> int:
+        out = sandbox("status", "--name", self.name).stdout
+        return int(
+            dict(line.split("=", 1) for line in out.splitlines() if "=" in line)[
+                "PARKWEB_SANDBOX_PID"
+            ]
+        )

@@ -101,6 +101,7 @@ def celery_workers():
         "PARKWEB_DEPLOY_RETRY_MAX_SECONDS": "2",
         "PARKWEB_AMI_TIMEOUT": "3",
         "PARKWEB_DEPLOY_LEASE_SECONDS": "6",
+        "PARKWEB_WORKER_WATCHERS": "0",
     }
     saved = {key: app.conf[key] for key in ("broker_url", "task_always_eager")}
     app.conf.update(broker_url=redis_url, task_always_eager=False)
@@ -110,8 +111,8 @@ def celery_workers():
     redis.Redis.from_url(redis_url).flushdb()
     workers: list[Worker] = []
 
-    def start(name: str = "w1") -> Worker:
-        worker = Worker(name, env)
+    def start(name: str = "w1", **extra_env: str) -> Worker:
+        worker = Worker(name, {**env, **extra_env})
         workers.append(worker)
         return worker
 

@@ -1,0 +1,126 @@
+"""One Asterisk's event stream, watched: connect, rebuild the state, apply events in order,
+watch the link. No database here: a `Sink` (see `lots.watching`) records what happens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import events
+from .ami import AmiClient, AmiConnectError, AmiError
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    async def connected(self, version: str) -> None: ...
+    async def disconnected(self, error: str) -> None: ...
+    async def resync(
+        self, parked: list[events.ParkingEvent], earlier: list[events.ParkingEvent]
+    ) -> None: ...
+    async def apply(self, event: events.ParkingEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    username: str
+    secret: str
+
+
+class ServerWatcher:
+    """Keeps one AMI session to one Asterisk for as long as `run` runs."""
+
+    def __init__(
+        self,
+        target: Target,
+        sink: Sink,
+        *,
+        ping_interval: float = 5.0,
+        timeout: float = 5.0,
+        backoff_max: float = 5.0,
+    ):
+        self.target = target
+        self.sink = sink
+        self.ping_interval = ping_interval
+        self.timeout = timeout
+        self.backoff_max = backoff_max
+        self.client: AmiClient | None = None
+
+    def drop(self) -> None:
+        """Cut the TCP connection, as a network fault would (tests, operators)."""
+        if self.client is not None:
+            self.client.abort()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                backoff = 0.2
+            except AmiError as exc:
+                log.info("watcher %s:%s: %s", self.target.host, self.target.port, exc)
+                await self.sink.disconnected(str(exc))
+            except Exception as exc:  # keep watching whatever went wrong
+                log.exception("watcher %s:%s failed", self.target.host, self.target.port)
+                await self.sink.disconnected(f"watcher error: {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, self.backoff_max)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        queue: asyncio.Queue[dict | None] = asyncio.Queue()
+        client = AmiClient(
+            self.target.host,
+            self.target.port,
+            self.target.username,
+            self.target.secret,
+            events="call,system",
+            timeout=self.timeout,
+            on_disconnect=lambda: queue.put_nowait(None),
+        )
+        self.client = client
+        await client.connect()
+        # Never block the reader: events only go into the queue here.
+        client.on_event("*", queue.put_nowait)
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            version = (await client.command("core show version")).strip()
+            await self.sink.connected(version)
+            reply = await client.checked_action("ParkedCalls")
+            parked = [e for e in map(events.parse, reply.events) if e is not None]
+            # Events that arrived before the snapshot's answer happened before it: applied
+            # first, they give calls that ended meanwhile their real outcome.
+            earlier = []
+            while not queue.empty():
+                headers = queue.get_nowait()
+                if headers is None:
+                    raise AmiConnectError("connection lost during the resync")
+                event = events.parse(headers)
+                if event is not None:
+                    earlier.append(event)
+            await self.sink.resync(parked, earlier)
+            client.start_watchdog(self.ping_interval, on_dead=lambda: queue.put_nowait(None))
+            while True:
+                getting = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait(
+                    {getting, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if stopping in done:
+                    getting.cancel()
+                    return
+                headers = getting.result()
+                if headers is None:
+                    raise AmiConnectError("connection to Asterisk lost")
+                if headers.get("Event") == "Shutdown":
+                    raise AmiConnectError(f"Asterisk shut down ({headers.get('Shutdown', '')})")
+                event = events.parse(headers)
+                if event is not None:
+                    await self.sink.apply(event)
+        finally:
+            stopping.cancel()
+            await client.close()

@@ -1,0 +1,65 @@
+"""Every write to the parking domain goes through here: `services.<noun>_<verb>`.
+
+config: saves of servers, contexts and lots; deploys: making them live on Asterisk;
+parking: live parked calls.
+"""
+
+from .config import (
+    context_create,
+    context_save,
+    lot_create,
+    lot_delete,
+    lot_save,
+    lot_update,
+    server_save,
+)
+from .deploys import (
+    SYSTEM,
+    Actor,
+    Outcome,
+    ami_client,
+    config_changed,
+    config_store,
+    deployment_delay,
+    deployment_pending,
+    deployment_request,
+    deployment_run,
+    server_reconcile,
+)
+from .parking import (
+    lot_for,
+    parked_call_apply,
+    parked_call_hangup,
+    parked_call_retrieve,
+    parked_calls_purge,
+    server_health_update,
+    server_resync,
+)
+
+__all__ = [
+    "SYSTEM",
+    "Actor",
+    "Outcome",
+    "ami_client",
+    "config_changed",
+    "config_store",
+    "context_create",
+    "context_save",
+    "deployment_delay",
+    "deployment_pending",
+    "deployment_request",
+    "deployment_run",
+    "lot_create",
+    "lot_delete",
+    "lot_for",
+    "lot_save",
+    "lot_update",
+    "parked_call_apply",
+    "parked_call_hangup",
+    "parked_call_retrieve",
+    "parked_calls_purge",
+    "server_health_update",
+    "server_reconcile",
+    "server_resync",
+    "server_save",
+]

@@ -1,0 +1,238 @@
+"""Run the AMI watchers: exactly one per Asterisk server across all worker processes.
+
+A `Supervisor` runs in a thread of its own with an event loop. Every few seconds it takes
+(or renews) a lease per server and runs a `ServerWatcher` for each server it holds; a
+server whose lease it loses stops being watched here. With Redis the leases are Redis keys
+with an expiry, so when a worker dies another takes its servers over within
+`LEASE_SECONDS`; without Redis (the embedded mode of `make run`) there is one process and
+the leases are local.
+
+Celery workers start a supervisor when they are ready (see `lots.apps`); the embedded
+web process starts one from `parkweb.asgi`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from . import services
+from .asterisk import events
+from .asterisk.watcher import ServerWatcher, Target
+from .models import AsteriskServer
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 6.0
+CHECK_SECONDS = 2.0
+
+
+def _db(function):
+    """Run ORM code from the event loop, in a worker thread, one call at a time."""
+
+    def call(*args, **kwargs):
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call, thread_sensitive=False)
+
+
+class DatabaseSink:
+    """Records one server's events through the services (in order: awaited one by one)."""
+
+    def __init__(self, server_id: int, watcher_name: str):
+        self.server_id = server_id
+        self.watcher_name = watcher_name
+
+    async def connected(self, version: str) -> None:
+        await _db(services.server_health_update)(
+            self.server_id,
+            connected=True,
+            synced=False,
+            asterisk_version=version[:120],
+            watcher=self.watcher_name,
+            error="",
+        )
+
+    async def disconnected(self, error: str) -> None:
+        await _db(services.server_health_update)(
+            self.server_id, connected=False, synced=False, error=error[:300]
+        )
+
+    async def resync(
+        self, parked: list[events.ParkingEvent], earlier: list[events.ParkingEvent]
+    ) -> None:
+        def run() -> None:
+            for event in earlier:
+                services.parked_call_apply(self.server_id, event)
+            summary = services.server_resync(self.server_id, parked)
+            log.info("server %s resynced: %s", self.server_id, summary)
+            services.server_health_update(self.server_id, synced=True)
+
+        await _db(run)()
+
+    async def apply(self, event: events.ParkingEvent) -> None:
+        await _db(services.parked_call_apply)(self.server_id, event)
+
+
+class LocalLeases:
+    """Leases within one process (the embedded mode)."""
+
+    def __init__(self):
+        self.held: set[int] = set()
+
+    def acquire(self, server_id: int) -> bool:
+        self.held.add(server_id)
+        return True
+
+    renew = acquire
+
+    def release(self, server_id: int) -> None:
+        self.held.discard(server_id)
+
+
+class RedisLeases:
+    """One key per server, holding its watcher's id, expiring unless renewed."""
+
+    RENEW = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then "
+        "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+    )
+    RELEASE = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then "
+        "return redis.call('del', KEYS[1]) else return 0 end"
+    )
+
+    def __init__(self, url: str, owner: str, seconds: float = LEASE_SECONDS):
+        import redis
+
+        self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.owner = owner
+        self.ms = int(seconds * 1000)
+
+    @staticmethod
+    def key(server_id: int) -> str:
+        return f"parkweb:watcher:{server_id}"
+
+    def acquire(self, server_id: int) -> bool:
+        if self.redis.set(self.key(server_id), self.owner, nx=True, px=self.ms):
+            return True
+        return self.renew(server_id)
+
+    def renew(self, server_id: int) -> bool:
+        return bool(self.redis.eval(self.RENEW, 1, self.key(server_id), self.owner, self.ms))
+
+    def release(self, server_id: int) -> None:
+        self.redis.eval(self.RELEASE, 1, self.key(server_id), self.owner)
+
+
+def default_leases(owner: str):
+    return RedisLeases(settings.REDIS_URL, owner) if settings.REDIS_URL else LocalLeases()
+
+
+class Supervisor:
+    """Watches every server whose lease it holds, in a background thread."""
+
+    def __init__(self, leases=None, name: str | None = None):
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.leases = leases or default_leases(self.name)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="parkweb-watchers", daemon=True)
+        self._stop: asyncio.Event | None = None
+        self._watching: dict[int, tuple[asyncio.Task, asyncio.Event]] = {}
+        self._watchers: dict[int, ServerWatcher] = {}
+
+    def start(self) -> Supervisor:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(timeout)
+
+    @property
+    def watching(self) -> set[int]:
+        return set(self._watching)
+
+    def drop_connections(self) -> None:
+        """Cut every watcher's TCP connection (as a network fault would); they reconnect."""
+        for watcher in self._watchers.values():
+            self.loop.call_soon_threadsafe(watcher.drop)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self._check()
+                except Exception:
+                    log.exception("watcher supervisor check failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), CHECK_SECONDS)
+        finally:
+            for server_id in list(self._watching):
+                await self._unwatch(server_id)
+
+    async def _check(self) -> None:
+        servers = await _db(lambda: list(AsteriskServer.objects.all()))()
+        wanted = {server.pk: server for server in servers}
+        for server_id in list(self._watching):
+            task, _ = self._watching[server_id]
+            keep = server_id in wanted and not task.done()
+            if not keep or not await asyncio.to_thread(self.leases.renew, server_id):
+                await self._unwatch(server_id)
+        for server_id, server in wanted.items():
+            if server_id in self._watching:
+                continue
+            if await asyncio.to_thread(self.leases.acquire, server_id):
+                self._watch(server)
+
+    def _watch(self, server: AsteriskServer) -> None:
+        stop = asyncio.Event()
+        watcher = ServerWatcher(
+            Target(server.ami_host, server.ami_port, server.ami_username, server.ami_secret),
+            DatabaseSink(server.pk, self.name),
+        )
+        task = asyncio.create_task(watcher.run(stop), name=f"watch-{server.name}")
+        self._watching[server.pk] = (task, stop)
+        self._watchers[server.pk] = watcher
+        log.info("%s watches %s", self.name, server.name)
+
+    async def _unwatch(self, server_id: int) -> None:
+        task, stop = self._watching.pop(server_id)
+        self._watchers.pop(server_id, None)
+        stop.set()
+        try:
+            await asyncio.wait_for(task, 10)
+        except (TimeoutError, asyncio.CancelledError):
+            task.cancel()
+        await asyncio.to_thread(self.leases.release, server_id)
+        log.info("%s stopped watching server %s", self.name, server_id)
+
+
+_embedded: Supervisor | None = None
+
+
+def start_embedded_watchers() -> None:
+    """In the embedded mode (no Redis, so no Celery workers), watch from this process."""
+    global _embedded
+    if settings.REDIS_URL or not settings.PARKWEB_EMBEDDED_WATCHERS or _embedded is not None:
+        return
+    _embedded = Supervisor(LocalLeases()).start()
