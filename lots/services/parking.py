@@ -220,12 +220,15 @@ def parked_call_retrieve(call: ParkedCall, user, device: str) -> None:
     if not call.active or call.lot is None:
         raise ValidationError({"call": "This call is no longer parked."})
 
+    client = ami_client(call.server, events="call")
+    context = call.lot.context.name
+
     async def originate() -> None:
-        async with ami_client(call.server, events="call") as ami:
+        async with client as ami:
             reply = await ami.action(
                 "Originate",
                 Channel=device,
-                Context=call.lot.context.name,
+                Context=context,
                 Exten=str(call.space),
                 Priority="1",
                 CallerID=f"Parked {call.space} <{call.space}>",
@@ -250,8 +253,10 @@ def parked_call_hangup(call: ParkedCall, user) -> None:
     if not call.active:
         raise ValidationError({"call": "This call is no longer parked."})
 
+    client = ami_client(call.server)
+
     async def hangup() -> None:
-        async with ami_client(call.server) as ami:
+        async with client as ami:
             await ami.checked_action("Hangup", Channel=call.parkee_channel)
 
     try:

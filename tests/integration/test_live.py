@@ -277,3 +277,44 @@ def test_one_worker_watches_each_server_and_another_takes_over_when_it_dies(
         site.asterisk.hangup_all()
         wait_for(lambda: site.open_calls().count() == 0, what="the call to end")
     assert ParkedCall.objects.filter(server=site.server).count() == 1  # no duplicate episode
+
+
+def test_operator_retrieves_a_call_to_a_device_and_hangs_another_up(site):
+    from django.core.exceptions import PermissionDenied, ValidationError
+
+    from lots import services
+    from lots.models import AuditEntry
+
+    viewer = get_user_model().objects.create_user("vic", password="pw-vic-123")
+    Membership.objects.create(user=viewer, tenant=site.acme, role=Role.VIEWER)
+    site.asterisk.park_call("parkacme_main", "#72", keep=True)
+    call = wait_for(lambda: site.open_calls().first(), what="a parked call")
+
+    with pytest.raises(PermissionDenied):
+        services.parked_call_retrieve(call, viewer, "Local/bob@parking-example")
+    with pytest.raises(PermissionDenied):
+        services.parked_call_retrieve(call, site.gina, "Local/bob@parking-example")
+    with pytest.raises(ValidationError) as caught:
+        services.parked_call_retrieve(call, site.alice, "Local/x\r\nAction: Shutdown")
+    assert "device" in caught.value.error_dict
+
+    # A Local channel stands in for the operator's phone: it answers at once and, as a
+    # phone would, is connected to the space, which picks the call up.
+    services.parked_call_retrieve(call, site.alice, "Local/ring@parkweb-test")
+    call = wait_for(
+        lambda: ParkedCall.objects.filter(pk=call.pk, outcome="retrieved").first(),
+        what="the call to be retrieved",
+    )
+    assert call.retriever_channel.startswith("Local/ring@parkweb-test")
+    site.asterisk.hangup_all()
+
+    site.asterisk.park_call("parkacme_main", "#72", keep=True)
+    other = wait_for(lambda: site.open_calls().first(), what="another parked call")
+    services.parked_call_hangup(other, site.alice)
+    other = wait_for(
+        lambda: ParkedCall.objects.filter(pk=other.pk).exclude(outcome="").first(),
+        what="the call to end",
+    )
+    assert other.outcome == "abandoned"
+    audit = list(AuditEntry.objects.values_list("action", "ok", "user__username"))
+    assert sorted(audit) == [("hangup", True, "alice"), ("retrieve", True, "alice")]
