@@ -117,6 +117,7 @@ def serialize_call(call: ParkedCall) -> dict:
         "lot": call.lot_id,
         "lot_name": call.lot_name,
         "space": call.space,
+        "uniqueid": call.uniqueid,
         "caller_id_num": call.caller_id_num,
         "caller_id_name": call.caller_id_name,
         "connected_line_num": call.connected_line_num,

@@ -26,7 +26,13 @@ LOTS = [
         "main",
         "Reception",
         "acme-parking",
-        {"parkext": "700", "parkpos_start": 701, "parkpos_end": 720, "findslot": "next"},
+        {
+            "parkext": "700",
+            "parkext_exclusive": True,
+            "parkpos_start": 701,
+            "parkpos_end": 720,
+            "findslot": "next",
+        },
     ),
     (
         "acme",
@@ -35,6 +41,7 @@ LOTS = [
         "acme-parking",
         {
             "parkext": "750",
+            "parkext_exclusive": True,
             "parkpos_start": 751,
             "parkpos_end": 759,
             "parkingtime": 120,
@@ -47,7 +54,13 @@ LOTS = [
         "main",
         "Front desk",
         "globex-parking",
-        {"parkext": "700", "parkpos_start": 701, "parkpos_end": 720, "parkinghints": True},
+        {
+            "parkext": "700",
+            "parkext_exclusive": True,
+            "parkpos_start": 701,
+            "parkpos_end": 720,
+            "parkinghints": True,
+        },
     ),
 ]
 USERS = [
