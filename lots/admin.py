@@ -8,7 +8,15 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import services
-from .models import AsteriskServer, Deployment, DialplanContext, ParkingLot
+from .models import (
+    AsteriskServer,
+    AuditEntry,
+    Deployment,
+    DialplanContext,
+    ParkedCall,
+    ParkingLot,
+    ServerHealth,
+)
 from .selectors import pending_change
 
 
@@ -302,3 +310,54 @@ class ParkingLotAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for lot in queryset:
             services.lot_delete(lot, actor=services.Actor.of(request.user))
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History is written by parkweb, never edited by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ParkedCall)
+class ParkedCallAdmin(ReadOnlyAdmin):
+    list_display = [
+        "parked_at",
+        "server",
+        "lot_name",
+        "space",
+        "caller_id_num",
+        "caller_id_name",
+        "outcome",
+        "ended_at",
+    ]
+    list_filter = ["outcome", "server", "tenant"]
+    search_fields = ["caller_id_num", "caller_id_name", "lot_name", "uniqueid"]
+    list_select_related = ["server"]
+    date_hierarchy = "parked_at"
+
+
+@admin.register(ServerHealth)
+class ServerHealthAdmin(ReadOnlyAdmin):
+    list_display = [
+        "server",
+        "connected",
+        "synced",
+        "since",
+        "last_event_at",
+        "asterisk_version",
+        "watcher",
+        "error",
+    ]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "tenant", "user", "action", "target", "ok"]
+    list_filter = ["action", "ok", "tenant"]

@@ -23,6 +23,10 @@ def staff_client(client, db):
         "/admin/tenants/tenant/",
         "/admin/tenants/membership/",
         "/admin/lots/parkinglot/add/",
+        "/admin/lots/parkedcall/",
+        "/admin/lots/serverhealth/",
+        "/admin/lots/auditentry/",
+        "/admin/lots/deployment/",
         "/admin/lots/asteriskserver/add/",
     ],
 )
