@@ -206,13 +206,13 @@ def render_10k() -> float:
 
 def burst(server: AsteriskServer, tenant: Tenant, edits: int, box: Sandbox) -> tuple[int, float]:
     """`edits` lot edits from 8 threads against a real Celery worker: reloads sent."""
-    from tests.integration.workers import Worker, reset_broker_connections, test_redis_url
+    from tests.integration.workers import Worker, isolated_redis_url, reset_broker_connections
 
     populate(server, tenant, 100)
     deploy_now(server)
     lots = list(ParkingLot.objects.filter(server=server))
     mark = Deployment.objects.order_by("-pk").values_list("pk", flat=True).first()
-    redis_url = test_redis_url()
+    redis_url = isolated_redis_url()
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()

@@ -19,7 +19,7 @@ from tenants.models import Membership, Role
 from tests.factories import make_context, make_lot, make_server, make_tenant
 
 from .test_deploy import wait_for
-from .workers import test_redis_url
+from .workers import isolated_redis_url
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def redis_layer(settings):
     """The Redis channel layer, as in production: the watcher pushes from its own thread."""
-    url = test_redis_url().rsplit("/", 1)[0] + "/12"
+    url = isolated_redis_url().rsplit("/", 1)[0] + "/12"
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
     }

@@ -19,13 +19,13 @@ from parkweb.celery import app
 LOGS = Path(settings.BASE_DIR) / "artifacts"
 
 
-def test_redis_url() -> str:
+def isolated_redis_url() -> str:
     """A Redis database of its own, so tests never consume another run's tasks."""
     base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     return base.rsplit("/", 1)[0] + "/13"
 
 
-def test_database_url() -> str:
+def shared_test_database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
@@ -93,10 +93,10 @@ def reset_broker_connections() -> None:
 @contextmanager
 def celery_workers():
     """Route tasks through Redis for the test; yields a function that starts a worker."""
-    redis_url = test_redis_url()
+    redis_url = isolated_redis_url()
     env = {
         **os.environ,
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": shared_test_database_url(),
         "REDIS_URL": redis_url,
         "PARKWEB_DEPLOY_RETRY_MAX_SECONDS": "2",
         "PARKWEB_AMI_TIMEOUT": "3",
