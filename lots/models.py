@@ -152,12 +152,12 @@ class DialplanContext(ImmutableFieldsMixin, models.Model):
         validate_context(self)
 
 
+FEATURE_PARTY_CHOICES = [(value, value) for value in rules.FEATURE_PARTIES]
+
+
 def _party_field(verbose_name: str, default: str = "no") -> models.CharField:
     return models.CharField(
-        verbose_name,
-        max_length=6,
-        default=default,
-        choices=[(value, value) for value in rules.FEATURE_PARTIES],
+        verbose_name, max_length=6, default=default, choices=FEATURE_PARTY_CHOICES
     )
 
 

@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "channels",
     "tenants",
     "lots",
@@ -110,6 +112,28 @@ SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "lots.api.auth.ApiKeyAuthentication",
+        "lots.api.auth.StaffTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",  # enforces CSRF
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "parkweb API",
+    "DESCRIPTION": "Provision tenants, Asterisk servers, contexts and parking lots; see "
+    "parked calls and deployments.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"FeaturePartyEnum": "lots.models.FEATURE_PARTY_CHOICES"},
+}
 
 # Redis: Celery broker and channel layer. Without it everything runs in one process:
 # tasks inline, an in-memory channel layer (the embedded mode of `make run`).

@@ -1,4 +1,4 @@
-"""Who may do what: tenants and their members."""
+"""Who may do what: tenants, their members and their API keys."""
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -70,6 +70,8 @@ class Membership(models.Model):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    tenant_path = "tenant"
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user", "tenant"], name="one_membership_per_tenant")
@@ -78,3 +80,34 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.tenant.slug} ({self.role})"
+
+
+class ApiKey(models.Model):
+    """A tenant's key for the REST API: one tenant, one role, stored as a hash only.
+
+    The full key (`pk_<prefix>_<secret>`) is shown once, when it is created.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, validators=[ProhibitNullCharactersValidator()])
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    prefix = models.CharField(max_length=12, unique=True)
+    digest = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "tenant"
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.tenant.slug}, {self.role})"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None and self.tenant.active

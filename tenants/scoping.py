@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from django.db import models
 
+from .apikeys import ApiKeyPrincipal
 from .models import Membership, Role, Tenant
 
 M = TypeVar("M", bound=models.Model)
@@ -33,6 +34,8 @@ def tenants_for_user(user) -> models.QuerySet[Tenant]:
     if not getattr(user, "is_authenticated", False):
         return Tenant.objects.none()
     active = Tenant.objects.filter(active=True)
+    if isinstance(user, ApiKeyPrincipal):
+        return active.filter(pk=user.key.tenant_id)
     if user.is_staff:
         return active
     return active.filter(memberships__user=user).distinct()
@@ -42,6 +45,9 @@ def role_of(user, tenant: Tenant) -> Role | None:
     """The user's role in the tenant; staff act as tenant admins; None for outsiders."""
     if not getattr(user, "is_authenticated", False) or not tenant.active:
         return None
+    if isinstance(user, ApiKeyPrincipal):
+        key = user.key
+        return Role(key.role) if key.tenant_id == tenant.pk and key.revoked_at is None else None
     if user.is_staff:
         return Role.ADMIN
     role = (

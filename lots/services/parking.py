@@ -192,12 +192,13 @@ def server_health_update(server_id: int, **fields) -> ServerHealth:
 
 
 def _audit(call: ParkedCall, user, action: str, ok: bool, **detail) -> None:
+    person = user if getattr(user, "pk", None) else None  # API keys are no person
     AuditEntry.objects.create(
         tenant_id=call.tenant_id,
-        user=user if getattr(user, "is_authenticated", False) else None,
+        user=person,
         action=action,
         target=f"{call.lot_name} space {call.space}",
-        detail={"call": call.pk, **detail},
+        detail={"call": call.pk, "by": user.get_username(), **detail},
         ok=ok,
     )
 

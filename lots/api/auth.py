@@ -1,0 +1,70 @@
+"""Who is calling the API: a tenant API key, a staff token, or a browser session."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import (
+    BaseAuthentication,
+    TokenAuthentication,
+    get_authorization_header,
+)
+from rest_framework.exceptions import AuthenticationFailed
+
+from tenants.apikeys import ApiKeyPrincipal, api_key_check
+from tenants.models import Role, Tenant
+from tenants.scoping import ROLE_RANK, role_of
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """`Authorization: Api-Key pk_<prefix>_<secret>`."""
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        header = get_authorization_header(request).decode("latin-1")
+        if not header.startswith(f"{self.keyword} "):
+            return None
+        key = api_key_check(header[len(self.keyword) + 1 :].strip())
+        if key is None:
+            raise AuthenticationFailed("Invalid or revoked API key.")
+        return ApiKeyPrincipal(key), key
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
+
+
+class StaffTokenAuthentication(TokenAuthentication):
+    """`Authorization: Token <key>`, for staff provisioning systems only."""
+
+    def authenticate_credentials(self, key):
+        user, token = super().authenticate_credentials(key)
+        if not user.is_staff:
+            raise AuthenticationFailed("Tokens are for staff provisioning systems.")
+        return user, token
+
+
+def request_role(request, tenant: Tenant) -> Role | None:
+    """The caller's role in the tenant; None when it has none (then the tenant is 404)."""
+    return role_of(request.user, tenant)
+
+
+def is_staff_caller(request) -> bool:
+    user = request.user
+    return bool(getattr(user, "is_staff", False)) and not isinstance(user, ApiKeyPrincipal)
+
+
+def at_least(role: Role | None, needed: Role) -> bool:
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[needed]
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "lots.api.auth.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key pk_<prefix>_<secret>`: a tenant's key.",
+        }

@@ -1,0 +1,283 @@
+"""API representations. Writes go through `lots.services`, so the API applies exactly the
+rules of the forms and the admin; their ValidationErrors become field-level 400s."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from tenants.models import ApiKey, Membership, Role, Tenant
+
+from ..models import AsteriskServer, Deployment, DialplanContext, ParkedCall, ParkingLot
+
+
+def as_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
+    if hasattr(exc, "error_dict"):
+        return serializers.ValidationError(
+            {
+                field: [e.message % (e.params or {}) for e in errors]
+                for field, errors in exc.error_dict.items()
+            }
+        )
+    return serializers.ValidationError({"non_field_errors": exc.messages})
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "active", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class ServerSerializer(serializers.ModelSerializer):
+    ami_secret = serializers.CharField(
+        write_only=True,
+        required=False,
+        trim_whitespace=False,
+        max_length=256,
+        help_text="Write-only; never returned.",
+    )
+    default_lot = serializers.PrimaryKeyRelatedField(
+        queryset=ParkingLot.objects.all(), required=False, allow_null=True
+    )
+
+    class Meta:
+        model = AsteriskServer
+        fields = [
+            "id",
+            "name",
+            "ami_host",
+            "ami_port",
+            "ami_username",
+            "ami_secret",
+            "config_dir",
+            "delivery",
+            "parkcall",
+            "default_lot",
+            "reserved_contexts",
+            "lot_budget",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate_ami_secret(self, value: str) -> str:
+        if any(char in value for char in "\r\n\0"):
+            raise serializers.ValidationError("The secret must not contain line breaks.")
+        return value
+
+    def validate(self, attrs):
+        if self.instance is None and not attrs.get("ami_secret"):
+            raise serializers.ValidationError({"ami_secret": "An AMI secret is required."})
+        return attrs
+
+
+class ContextSerializer(serializers.ModelSerializer):
+    server = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+
+    class Meta:
+        model = DialplanContext
+        fields = ["id", "server", "tenant", "name", "description"]
+        read_only_fields = ["id", "server"]
+
+
+class TenantContextSerializer(ContextSerializer):
+    class Meta(ContextSerializer.Meta):
+        fields = ["id", "server", "name", "description"]
+
+
+LOT_OPTIONS = [
+    "parkext",
+    "parkext_exclusive",
+    "parkpos_start",
+    "parkpos_end",
+    "parkinghints",
+    "parkingtime",
+    "parkedmusicclass",
+    "comebacktoorigin",
+    "comebackdialtime",
+    "courtesytone",
+    "parkedplay",
+    "parkedcalltransfers",
+    "parkedcallreparking",
+    "parkedcallhangup",
+    "parkedcallrecording",
+    "findslot",
+]
+
+
+class LotSerializer(serializers.ModelSerializer):
+    """A lot of the tenant in the URL; contexts are named, and must be the tenant's own."""
+
+    server = serializers.SlugRelatedField(slug_field="name", queryset=AsteriskServer.objects.none())
+    # Written as names, read back by to_representation (never through str(), which would
+    # cost a query per lot).
+    context = serializers.CharField(
+        max_length=63, write_only=True, help_text="Name of one of your contexts."
+    )
+    comebackcontext = serializers.CharField(
+        max_length=63,
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text="Name of one of your contexts, for calls that do not come back to origin.",
+    )
+    asterisk_name = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = ParkingLot
+        fields = [
+            "slug",
+            "name",
+            "enabled",
+            "server",
+            "context",
+            "comebackcontext",
+            *LOT_OPTIONS,
+            "asterisk_name",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def __init__(self, *args, tenant: Tenant | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tenant = tenant
+        # Only servers where the tenant owns a context: nothing else is theirs to use.
+        self.fields["server"].queryset = (
+            AsteriskServer.objects.filter(contexts__tenant=tenant).distinct()
+            if tenant is not None
+            else AsteriskServer.objects.none()
+        )
+        if self.instance is not None and not isinstance(self.instance, list):
+            self.fields["slug"].read_only = True
+
+    def to_representation(self, lot):
+        data = super().to_representation(lot)
+        data["context"] = lot.context.name
+        data["comebackcontext"] = lot.comebackcontext.name if lot.comebackcontext else None
+        return data
+
+    def _own_context(self, server, name: str | None, field: str):
+        if not name:
+            return None
+        context = DialplanContext.objects.filter(
+            server=server, tenant=self.tenant, name=name
+        ).first()
+        if context is None:
+            raise serializers.ValidationError(
+                {field: f"You have no context named {name!r} on server {server.name}."}
+            )
+        return context
+
+    def validate(self, attrs):
+        server = attrs.get("server") or getattr(self.instance, "server", None)
+        if server is None:
+            raise serializers.ValidationError({"server": "This field is required."})
+        if "context" in attrs:
+            attrs["context"] = self._own_context(server, attrs["context"], "context")
+        if "comebackcontext" in attrs:
+            attrs["comebackcontext"] = self._context(
+                server, attrs["comebackcontext"], "comebackcontext"
+            )
+        return attrs
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    """Everything about a deployment: for staff."""
+
+    server = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    live = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "server",
+            "status",
+            "live",
+            "trigger",
+            "reason",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "attempts",
+            "changes",
+            "config_hash",
+            "reloaded",
+            "error",
+            "diff",
+            "replies",
+        ]
+        read_only_fields = fields
+
+    def get_live(self, deployment) -> bool:
+        return deployment.status == Deployment.Status.OK
+
+
+class TenantDeploymentSerializer(DeploymentSerializer):
+    """What a tenant may know of a deployment: the server's config is other tenants' too."""
+
+    class Meta(DeploymentSerializer.Meta):
+        fields = ["id", "status", "live", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class ParkedCallSerializer(serializers.ModelSerializer):
+    lot = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = ParkedCall
+        fields = [
+            "id",
+            "lot",
+            "lot_name",
+            "space",
+            "caller_id_num",
+            "caller_id_name",
+            "connected_line_num",
+            "connected_line_name",
+            "parker_dial_string",
+            "parked_at",
+            "timeout_at",
+            "ended_at",
+            "outcome",
+            "retriever_channel",
+            "retriever_caller_id_num",
+            "retriever_caller_id_name",
+        ]
+        read_only_fields = fields
+
+
+class RetrieveSerializer(serializers.Serializer):
+    device = serializers.CharField(max_length=90, help_text="Like PJSIP/alice.")
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "role", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class MemberRoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "role", "prefix", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = ["id", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+
+class NewApiKeySerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="Shown once: store it now.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = [*ApiKeySerializer.Meta.read_only_fields, "key"]

@@ -1,0 +1,59 @@
+"""/api/v1/: staff resources, tenant resources under /tenants/<slug>/, schema and docs."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from . import views as v
+
+T = "tenants/<slug:tenant>/"
+
+urlpatterns = [
+    # The description of the API is public; every resource needs a caller.
+    path("schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
+        name="api-docs",
+    ),
+    # staff
+    path("tenants/", v.TenantList.as_view(), name="api-tenants"),
+    path("tenants/<slug:slug>/", v.TenantDetail.as_view(), name="api-tenant"),
+    path("servers/", v.ServerList.as_view(), name="api-servers"),
+    path("servers/<int:pk>/", v.ServerDetail.as_view(), name="api-server"),
+    path("servers/<int:pk>/deploy/", v.ServerDeploy.as_view(), name="api-server-deploy"),
+    path(
+        "servers/<int:pk>/deployments/",
+        v.ServerDeployments.as_view(),
+        name="api-server-deployments",
+    ),
+    path("servers/<int:pk>/config/", v.ServerConfig.as_view(), name="api-server-config"),
+    path("servers/<int:pk>/health/", v.ServerHealthView.as_view(), name="api-server-health"),
+    path("servers/<int:pk>/contexts/", v.ServerContexts.as_view(), name="api-server-contexts"),
+    # staff, and tenants whose lots the deployment carries
+    path("deployments/<int:pk>/", v.DeploymentDetail.as_view(), name="api-deployment"),
+    # tenants
+    path(T + "lots/", v.LotList.as_view(), name="api-lots"),
+    path(T + "lots/<slug:lot>/", v.LotDetail.as_view(), name="api-lot"),
+    path(
+        T + "lots/<slug:lot>/parked-calls/", v.LotParkedCalls.as_view(), name="api-lot-parked-calls"
+    ),
+    path(
+        T + "lots/<slug:lot>/parked-calls/<int:space>/retrieve/",
+        v.ParkedCallRetrieve.as_view(),
+        name="api-parked-call-retrieve",
+    ),
+    path(
+        T + "lots/<slug:lot>/parked-calls/<int:space>/hangup/",
+        v.ParkedCallHangup.as_view(),
+        name="api-parked-call-hangup",
+    ),
+    path(
+        T + "parked-calls/history/", v.ParkedCallHistory.as_view(), name="api-parked-call-history"
+    ),
+    path(T + "members/", v.MemberList.as_view(), name="api-members"),
+    path(T + "members/<int:pk>/", v.MemberDetail.as_view(), name="api-member"),
+    path(T + "api-keys/", v.ApiKeyList.as_view(), name="api-keys"),
+    path(T + "api-keys/<int:pk>/", v.ApiKeyDetail.as_view(), name="api-key"),
+    path(T + "contexts/", v.TenantContexts.as_view(), name="api-contexts"),
+]
