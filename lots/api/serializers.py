@@ -226,7 +226,18 @@ class TenantDeploymentSerializer(DeploymentSerializer):
 
 
 class ParkedCallSerializer(serializers.ModelSerializer):
-    lot = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    lot = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    outcome = serializers.ChoiceField(
+        choices=ParkedCall.Outcome.choices,
+        read_only=True,
+        allow_null=True,
+        help_text="null while the call is parked",
+    )
+
+    def to_representation(self, call):
+        data = super().to_representation(call)
+        data["outcome"] = data["outcome"] or None
+        return data
 
     class Meta:
         model = ParkedCall

@@ -1,10 +1,25 @@
 """/api/v1/: staff resources, tenant resources under /tenants/<slug>/, schema and docs."""
 
-from django.urls import path
+from django.urls import path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from . import views as v
+
+
+class IdConverter:
+    """A database id: at most 18 digits, so it always fits a bigint (no 500 on 10**40)."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
 
 T = "tenants/<slug:tenant>/"
 
@@ -20,18 +35,18 @@ urlpatterns = [
     path("tenants/", v.TenantList.as_view(), name="api-tenants"),
     path("tenants/<slug:slug>/", v.TenantDetail.as_view(), name="api-tenant"),
     path("servers/", v.ServerList.as_view(), name="api-servers"),
-    path("servers/<int:pk>/", v.ServerDetail.as_view(), name="api-server"),
-    path("servers/<int:pk>/deploy/", v.ServerDeploy.as_view(), name="api-server-deploy"),
+    path("servers/<id:pk>/", v.ServerDetail.as_view(), name="api-server"),
+    path("servers/<id:pk>/deploy/", v.ServerDeploy.as_view(), name="api-server-deploy"),
     path(
-        "servers/<int:pk>/deployments/",
+        "servers/<id:pk>/deployments/",
         v.ServerDeployments.as_view(),
         name="api-server-deployments",
     ),
-    path("servers/<int:pk>/config/", v.ServerConfig.as_view(), name="api-server-config"),
-    path("servers/<int:pk>/health/", v.ServerHealthView.as_view(), name="api-server-health"),
-    path("servers/<int:pk>/contexts/", v.ServerContexts.as_view(), name="api-server-contexts"),
+    path("servers/<id:pk>/config/", v.ServerConfig.as_view(), name="api-server-config"),
+    path("servers/<id:pk>/health/", v.ServerHealthView.as_view(), name="api-server-health"),
+    path("servers/<id:pk>/contexts/", v.ServerContexts.as_view(), name="api-server-contexts"),
     # staff, and tenants whose lots the deployment carries
-    path("deployments/<int:pk>/", v.DeploymentDetail.as_view(), name="api-deployment"),
+    path("deployments/<id:pk>/", v.DeploymentDetail.as_view(), name="api-deployment"),
     # tenants
     path(T + "lots/", v.LotList.as_view(), name="api-lots"),
     path(T + "lots/<slug:lot>/", v.LotDetail.as_view(), name="api-lot"),
@@ -39,12 +54,12 @@ urlpatterns = [
         T + "lots/<slug:lot>/parked-calls/", v.LotParkedCalls.as_view(), name="api-lot-parked-calls"
     ),
     path(
-        T + "lots/<slug:lot>/parked-calls/<int:space>/retrieve/",
+        T + "lots/<slug:lot>/parked-calls/<id:space>/retrieve/",
         v.ParkedCallRetrieve.as_view(),
         name="api-parked-call-retrieve",
     ),
     path(
-        T + "lots/<slug:lot>/parked-calls/<int:space>/hangup/",
+        T + "lots/<slug:lot>/parked-calls/<id:space>/hangup/",
         v.ParkedCallHangup.as_view(),
         name="api-parked-call-hangup",
     ),
@@ -52,8 +67,8 @@ urlpatterns = [
         T + "parked-calls/history/", v.ParkedCallHistory.as_view(), name="api-parked-call-history"
     ),
     path(T + "members/", v.MemberList.as_view(), name="api-members"),
-    path(T + "members/<int:pk>/", v.MemberDetail.as_view(), name="api-member"),
+    path(T + "members/<id:pk>/", v.MemberDetail.as_view(), name="api-member"),
     path(T + "api-keys/", v.ApiKeyList.as_view(), name="api-keys"),
-    path(T + "api-keys/<int:pk>/", v.ApiKeyDetail.as_view(), name="api-key"),
+    path(T + "api-keys/<id:pk>/", v.ApiKeyDetail.as_view(), name="api-key"),
     path(T + "contexts/", v.TenantContexts.as_view(), name="api-contexts"),
 ]

@@ -36,6 +36,13 @@ class IsStaffCaller(BasePermission):
         return is_staff_caller(request)
 
 
+def json_object(request) -> dict:
+    """The request body as a dict, or a 400 saying it must be an object."""
+    if not hasattr(request.data, "items"):
+        raise ValidationError({"non_field_errors": ["Send a JSON object."]})
+    return dict(request.data.items())
+
+
 def latest_deployment(server_id: int) -> Deployment | None:
     """The deployment carrying the latest change: the queued one, else the newest."""
     deployments = Deployment.objects.filter(server_id=server_id)
@@ -83,7 +90,7 @@ class TenantDetail(generics.RetrieveUpdateAPIView):
 
     def put(self, request, slug: str):
         tenant = Tenant.objects.filter(slug=slug).first() or Tenant(slug=slug)
-        serializer = self.get_serializer(tenant, data={**request.data, "slug": slug})
+        serializer = self.get_serializer(tenant, data={**json_object(request), "slug": slug})
         serializer.is_valid(raise_exception=True)
         for field, value in serializer.validated_data.items():
             setattr(tenant, field, value)
@@ -355,7 +362,7 @@ class LotDetail(TenantScoped, APIView):
             self.check_precondition(request, found)
         elif request.headers.get("If-Match") not in (None, "*"):
             raise PreconditionFailed()
-        serializer = s.LotSerializer(data={**request.data, "slug": lot}, tenant=self.tenant)
+        serializer = s.LotSerializer(data={**json_object(request), "slug": lot}, tenant=self.tenant)
         serializer.is_valid(raise_exception=True)
         target = found or ParkingLot(tenant=self.tenant)
         data = dict(serializer.validated_data)
@@ -555,7 +562,12 @@ class ApiKeyList(TenantScoped, generics.ListCreateAPIView):
         serializer = s.ApiKeySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         creator = request.user if getattr(request.user, "pk", None) else None
-        key, text = api_key_create(self.tenant, created_by=creator, **serializer.validated_data)
+        key, text = api_key_create(
+            self.tenant,
+            name=serializer.validated_data["name"],
+            role=serializer.validated_data.get("role", Role.VIEWER),
+            created_by=creator,
+        )
         data = s.ApiKeySerializer(key).data
         data["key"] = text
         return Response(data, status=status.HTTP_201_CREATED)
