@@ -155,10 +155,19 @@ class LotSerializer(serializers.ModelSerializer):
             self.fields["slug"].read_only = True
 
     def to_representation(self, lot):
-        data = super().to_representation(lot)
-        data["context"] = lot.context.name
-        data["comebackcontext"] = lot.comebackcontext.name if lot.comebackcontext else None
-        return data
+        # Written out rather than field by field: lists of thousands of lots stay fast.
+        return {
+            "slug": lot.slug,
+            "name": lot.name,
+            "enabled": lot.enabled,
+            "server": lot.server.name,
+            "context": lot.context.name,
+            "comebackcontext": lot.comebackcontext.name if lot.comebackcontext else None,
+            **{field: getattr(lot, field) for field in LOT_OPTIONS},
+            "asterisk_name": lot.asterisk_name,
+            "created_at": lot.created_at.isoformat().replace("+00:00", "Z"),
+            "updated_at": lot.updated_at.isoformat().replace("+00:00", "Z"),
+        }
 
     def _own_context(self, server, name: str | None, field: str):
         if not name:

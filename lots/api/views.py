@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -294,7 +295,18 @@ def lot_etag(lot: ParkingLot) -> str:
     )
 
 
+class LotPages(CursorPagination):
+    """Keyset pages by slug: page 200 costs what page 1 does, however many lots."""
+
+    ordering = "slug"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 500
+
+
 class LotList(TenantScoped, generics.ListCreateAPIView):
+    pagination_class = LotPages
+
     def get_queryset(self):
         return (
             scoped(ParkingLot, self.tenant)
