@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from django.utils import timezone
@@ -9,6 +10,7 @@ from django.utils import timezone
 from .models import ApiKey, Role, Tenant
 
 KEY_PREFIX = "pk_"
+PREFIX_RE = re.compile(r"[0-9a-f]{12}")
 
 
 class ApiKeyPrincipal:
@@ -57,6 +59,8 @@ def api_key_check(text: str) -> ApiKey | None:
     if not text.startswith(KEY_PREFIX):
         return None
     prefix, _, secret = text[len(KEY_PREFIX) :].partition("_")
+    if not PREFIX_RE.fullmatch(prefix):  # nothing else is ever looked up
+        return None
     key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
     if key is None or not key.active or not hmac.compare_digest(key.digest, _digest(secret)):
         return None

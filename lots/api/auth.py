@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import (
     BaseAuthentication,
@@ -37,6 +39,8 @@ class StaffTokenAuthentication(TokenAuthentication):
     """`Authorization: Token <key>`, for staff provisioning systems only."""
 
     def authenticate_credentials(self, key):
+        if not re.fullmatch(r"[0-9a-f]{40}", key):  # never look up anything else
+            raise AuthenticationFailed("Invalid token.")
         user, token = super().authenticate_credentials(key)
         if not user.is_staff:
             raise AuthenticationFailed("Tokens are for staff provisioning systems.")

@@ -11,6 +11,16 @@ from tenants.models import ApiKey, Membership, Role, Tenant
 from ..models import AsteriskServer, Deployment, DialplanContext, ParkedCall, ParkingLot
 
 
+class NameField(serializers.SlugRelatedField):
+    """A related object named by a slug or name: text that could never name one (a NUL,
+    an absurd length) is refused before it reaches the database."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or "\x00" in data or len(data) > 100:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=str(data)[:40])
+        return super().to_internal_value(data)
+
+
 def as_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
     if hasattr(exc, "error_dict"):
         return serializers.ValidationError(
@@ -74,7 +84,7 @@ class ServerSerializer(serializers.ModelSerializer):
 
 class ContextSerializer(serializers.ModelSerializer):
     server = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    tenant = NameField(slug_field="slug", queryset=Tenant.objects.all())
 
     class Meta:
         model = DialplanContext
@@ -110,7 +120,7 @@ LOT_OPTIONS = [
 class LotSerializer(serializers.ModelSerializer):
     """A lot of the tenant in the URL; contexts are named, and must be the tenant's own."""
 
-    server = serializers.SlugRelatedField(slug_field="name", queryset=AsteriskServer.objects.none())
+    server = NameField(slug_field="name", queryset=AsteriskServer.objects.none())
     # Written as names, read back by to_representation (never through str(), which would
     # cost a query per lot).
     context = serializers.CharField(

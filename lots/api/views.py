@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 from django.contrib.auth import get_user_model
@@ -28,6 +29,7 @@ from . import serializers as s
 from .auth import at_least, is_staff_caller, request_role
 
 WAIT_MAX_SECONDS = 30
+SLUG_RE = re.compile(r"[a-z][a-z0-9-]{1,30}")
 
 
 class IsStaffCaller(BasePermission):
@@ -454,6 +456,8 @@ class ParkedCallHistory(TenantScoped, generics.ListAPIView):
         calls = scoped(ParkedCall, self.tenant).select_related("lot")
         params = self.request.query_params
         if params.get("lot"):
+            if not SLUG_RE.fullmatch(params["lot"]):
+                raise ValidationError({"lot": "Give a lot's slug."})
             calls = calls.filter(lot__slug=params["lot"])
         if params.get("outcome"):
             if params["outcome"] not in ParkedCall.Outcome.values:

@@ -292,3 +292,28 @@ def test_list_queries_do_not_grow_with_page_size(world, path):
         assert response.status_code == 200 and len(response.json()["results"]) == limit
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
+
+
+@pytest.mark.parametrize(
+    "header", ["Api-Key pk_\x00abc_x", "Token abc\x00def", "Api-Key pk_" + "a" * 500]
+)
+def test_malformed_credentials_are_refused_without_a_lookup(world, header):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    assert client.get(T + "/lots/").status_code == 401
+
+
+def test_nul_in_a_name_is_a_400_not_a_database_error(world):
+    client = world.client("staff")
+    response = client.post(
+        f"/api/v1/servers/{world.server.pk}/contexts/",
+        {"name": "x-ctx", "tenant": "ten\x00ant"},
+        format="json",
+    )
+    assert response.status_code == 400 and "tenant" in response.json()
+    assert client.get(T + "/parked-calls/history/", {"lot": "a\x00b"}).status_code == 400
+
+
+def test_absurd_page_requests_are_bounded(world):
+    response = world.client("staff").get("/api/v1/servers/", {"limit": 10**21, "offset": 10**30})
+    assert response.status_code == 200 and response.json()["results"] == []
