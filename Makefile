@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint format sandbox sandbox-stop clean
+.PHONY: install run demo-calls test lint format sandbox sandbox-stop clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(INSTALLED)
 
 run: install
 	@scripts/run-demo
+
+# Beside `make run`: demo calls that park, wait, and are picked up or time out.
+demo-calls: install
+	DEBUG=1 $(BIN)/python manage.py demo_calls
 
 # Tests run on PostgreSQL when one answers on 127.0.0.1:5432 (as production and CI do),
 # else on SQLite. DATABASE_URL overrides.
