@@ -99,7 +99,13 @@ class Sandbox:
         async def run() -> dict:
             async with self.ami(events="call") as ami:
                 parked: asyncio.Future = asyncio.get_running_loop().create_future()
-                ami.on_event("ParkedCall", lambda e: parked.done() or parked.set_result(e))
+                mine = f"Local/{exten}@parkweb-test-"  # not some other call's event
+
+                def on_parked(event: dict) -> None:
+                    if str(event.get("ParkeeChannel", "")).startswith(mine):
+                        parked.done() or parked.set_result(event)
+
+                ami.on_event("ParkedCall", on_parked)
                 reply = await ami.action(
                     "Originate",
                     Channel=f"Local/{exten}@parkweb-test",
