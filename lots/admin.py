@@ -64,6 +64,7 @@ class AsteriskServerAdmin(admin.ModelAdmin):
         "delivery",
         "parkcall",
         "lot_count",
+        "health_status",
         "deploy_status",
     ]
     search_fields = ["name", "ami_host"]
@@ -93,11 +94,19 @@ class AsteriskServerAdmin(admin.ModelAdmin):
     actions = ["deploy_now"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("deploy_state")
+        return super().get_queryset(request).select_related("deploy_state", "health")
 
     @admin.display(description="lots")
     def lot_count(self, server):
         return server.lots.count()
+
+    @admin.display(description="health")
+    def health_status(self, server):
+        health = getattr(server, "health", None)
+        if health is None:
+            return "never watched"
+        state = "connected" if health.connected else "disconnected"
+        return f"{state}{'' if health.synced or not health.connected else ', resyncing'}"
 
     @admin.display(description="deploy")
     def deploy_status(self, server):
