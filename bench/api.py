@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -20,23 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from common import fresh_database  # noqa: E402  (bench/ is on the path)
 
-
-def pick_database() -> str:
-    if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode == 0:
-        admin = "postgres://postgres@127.0.0.1:5432/postgres"
-        for sql in (
-            "DROP DATABASE IF EXISTS parkweb_bench_api",
-            "CREATE DATABASE parkweb_bench_api",
-        ):
-            subprocess.run(["psql", admin, "-qc", sql], check=True)
-        return "postgres://postgres@127.0.0.1:5432/parkweb_bench_api"
-    path = ROOT / "bench-api.sqlite3"
-    path.unlink(missing_ok=True)
-    return f"sqlite:///{path}"
-
-
-os.environ["DATABASE_URL"] = pick_database()
+os.environ["DATABASE_URL"] = fresh_database("parkweb_bench_api")
 os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1"  # Django's test client, in process
 os.environ.pop("REDIS_URL", None)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parkweb.settings")

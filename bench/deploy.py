@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -22,20 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from common import fresh_database  # noqa: E402  (bench/ is on the path)
 
-
-def pick_database() -> str:
-    if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode == 0:
-        admin = "postgres://postgres@127.0.0.1:5432/postgres"
-        subprocess.run(["psql", admin, "-qc", "DROP DATABASE IF EXISTS parkweb_bench"], check=True)
-        subprocess.run(["psql", admin, "-qc", "CREATE DATABASE parkweb_bench"], check=True)
-        return "postgres://postgres@127.0.0.1:5432/parkweb_bench"
-    path = ROOT / "bench.sqlite3"
-    path.unlink(missing_ok=True)
-    return f"sqlite:///{path}"
-
-
-os.environ["DATABASE_URL"] = pick_database()
+os.environ["DATABASE_URL"] = fresh_database("parkweb_bench")
 os.environ.pop("REDIS_URL", None)  # deploys run inline in this process, except the burst
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parkweb.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")

@@ -26,25 +26,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from common import fresh_database  # noqa: E402  (bench/ is on the path)
+
 PORT = 8765
 REDIS = "redis://127.0.0.1:6379/11"
 
 
-def pick_database() -> str:
-    if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode == 0:
-        admin = "postgres://postgres@127.0.0.1:5432/postgres"
-        for sql in (
-            "DROP DATABASE IF EXISTS parkweb_bench_live",
-            "CREATE DATABASE parkweb_bench_live",
-        ):
-            subprocess.run(["psql", admin, "-qc", sql], check=True)
-        return "postgres://postgres@127.0.0.1:5432/parkweb_bench_live"
-    path = ROOT / "bench-live.sqlite3"
-    path.unlink(missing_ok=True)
-    return f"sqlite:///{path}"
-
-
-os.environ["DATABASE_URL"] = pick_database()
+os.environ["DATABASE_URL"] = fresh_database("parkweb_bench_live")
 os.environ["REDIS_URL"] = REDIS
 os.environ["PARKWEB_WORKER_WATCHERS"] = "0"  # this process watches nothing itself
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parkweb.settings")

@@ -189,8 +189,21 @@ class AsteriskServerAdmin(admin.ModelAdmin):
         )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History is written by parkweb, never edited by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Deployment)
-class DeploymentAdmin(admin.ModelAdmin):
+class DeploymentAdmin(ReadOnlyAdmin):
     list_display = [
         "pk",
         "server",
@@ -228,12 +241,6 @@ class DeploymentAdmin(admin.ModelAdmin):
     @admin.display(description="diff against the last good config")
     def diff_view(self, deployment):
         return format_html("<pre>{}</pre>", deployment.diff or "(none)")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -319,19 +326,6 @@ class ParkingLotAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for lot in queryset:
             services.lot_delete(lot, actor=services.Actor.of(request.user))
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History is written by parkweb, never edited by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ParkedCall)

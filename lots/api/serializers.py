@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from tenants.models import ApiKey, Membership, Role, Tenant
 
+from ..asterisk.confgen import LotConfig
 from ..models import AsteriskServer, Deployment, DialplanContext, ParkedCall, ParkingLot
 
 
@@ -97,24 +98,8 @@ class TenantContextSerializer(ContextSerializer):
         fields = ["id", "server", "name", "description"]
 
 
-LOT_OPTIONS = [
-    "parkext",
-    "parkext_exclusive",
-    "parkpos_start",
-    "parkpos_end",
-    "parkinghints",
-    "parkingtime",
-    "parkedmusicclass",
-    "comebacktoorigin",
-    "comebackdialtime",
-    "courtesytone",
-    "parkedplay",
-    "parkedcalltransfers",
-    "parkedcallreparking",
-    "parkedcallhangup",
-    "parkedcallrecording",
-    "findslot",
-]
+# The res_parking options, as config generation knows them.
+LOT_OPTIONS = [name for name in LotConfig.PLAIN if name != "enabled"]
 
 
 class LotSerializer(serializers.ModelSerializer):
