@@ -8,4 +8,6 @@ urlpatterns = [
     path("lots/new/", views.lot_edit, name="lot-new"),
     path("lots/<slug:lot>/", views.lot_edit, name="lot"),
     path("history/", views.history, name="history"),
+    path("members/", views.members, name="members"),
+    path("api-keys/", views.api_keys, name="api-keys"),
 ]

@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import timedelta
 from functools import wraps
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
@@ -13,7 +14,8 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
-from tenants.models import Role, Tenant
+from tenants.apikeys import api_key_create, api_key_revoke
+from tenants.models import ApiKey, Membership, Role, Tenant
 from tenants.scoping import has_role, role_of, scoped, tenants_for_user
 
 from . import services
@@ -149,5 +151,85 @@ def history(request):
             "chart": _hourly_svg([per_hour.get(h, 0) for h in range(24)]),
             "outcome_split": sorted(outcomes.items()),
             "average_wait": round(sum(waits) / len(waits)) if waits else None,
+        },
+    )
+
+
+def _require_admin(request) -> None:
+    if not request.can_edit:
+        raise PermissionDenied
+
+
+@tenant_page
+def members(request):
+    """Tenant admins add people by username, change their role, or remove them."""
+    _require_admin(request)
+    error = ""
+    if request.method == "POST":
+        action = request.POST.get("action")
+        role = request.POST.get("role", "")
+        if action == "add":
+            user = (
+                get_user_model().objects.filter(username=request.POST.get("username", "")).first()
+            )
+            if user is None:
+                error = "No user has that username."
+            elif role not in Role.values:
+                error = "Choose a role."
+            else:
+                Membership.objects.update_or_create(
+                    user=user, tenant=request.tenant, defaults={"role": role}
+                )
+        else:
+            membership = (
+                scoped(Membership, request.tenant).filter(pk=request.POST.get("membership")).first()
+            )
+            if membership is None:
+                raise Http404
+            if action == "remove":
+                membership.delete()
+            elif action == "role" and role in Role.values:
+                membership.role = role
+                membership.save(update_fields=["role"])
+        if not error:
+            return redirect("members", tenant=request.tenant.slug)
+    return render(
+        request,
+        "lots/members.html",
+        {
+            "memberships": scoped(Membership, request.tenant)
+            .select_related("user")
+            .order_by("user__username"),
+            "roles": Role.choices,
+            "error": error,
+        },
+    )
+
+
+@tenant_page
+def api_keys(request):
+    """Tenant admins create keys (shown once) and revoke them."""
+    _require_admin(request)
+    new_key = ""
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            key = scoped(ApiKey, request.tenant).filter(pk=request.POST.get("key")).first()
+            if key is None:
+                raise Http404
+            api_key_revoke(key)
+            return redirect("api-keys", tenant=request.tenant.slug)
+        name = request.POST.get("name", "").strip()[:100]
+        role = request.POST.get("role", "")
+        if name and "\x00" not in name and role in Role.values:
+            _, new_key = api_key_create(
+                request.tenant, name=name, role=role, created_by=request.user
+            )
+    return render(
+        request,
+        "lots/api_keys.html",
+        {
+            "keys": scoped(ApiKey, request.tenant),
+            "roles": Role.choices,
+            "new_key": new_key,
         },
     )

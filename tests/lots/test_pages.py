@@ -97,3 +97,39 @@ def test_viewer_sees_no_edit_button_and_cannot_post(people, acme, server, acme_c
 def test_another_tenants_context_is_not_offered(people, server, globex_ctx):
     response = client_for(people["boss"]).post("/t/acme/lots/new/", lot_post(server, globex_ctx))
     assert "context" in response.context["form"].errors
+
+
+def test_admin_manages_members_and_viewers_cannot(people, acme):
+    get_user_model().objects.create_user("newbie", password="pw-newbie-123")
+    client = client_for(people["boss"])
+    client.post("/t/acme/members/", {"action": "add", "username": "newbie", "role": "operator"})
+    membership = Membership.objects.get(user__username="newbie", tenant=acme)
+    assert membership.role == "operator"
+    client.post(
+        "/t/acme/members/", {"action": "role", "membership": membership.pk, "role": "viewer"}
+    )
+    membership.refresh_from_db()
+    assert membership.role == "viewer"
+    client.post("/t/acme/members/", {"action": "remove", "membership": membership.pk})
+    assert not Membership.objects.filter(pk=membership.pk).exists()
+    assert client_for(people["watcher"]).get("/t/acme/members/").status_code == 403
+    other = Membership.objects.get(user=people["other"])  # globex's: not reachable here
+    assert (
+        client.post("/t/acme/members/", {"action": "remove", "membership": other.pk}).status_code
+        == 404
+    )
+
+
+def test_admin_creates_a_key_shown_once_and_revokes_it(people, acme):
+    from tenants.models import ApiKey
+
+    client = client_for(people["boss"])
+    page = client.post("/t/acme/api-keys/", {"name": "pbx sync", "role": "viewer"})
+    text = page.content.decode()
+    key = ApiKey.objects.get(tenant=acme)
+    assert f"pk_{key.prefix}_" in text and 'id="new-key"' in text
+    assert 'id="new-key"' not in client.get("/t/acme/api-keys/").content.decode()
+    client.post("/t/acme/api-keys/", {"action": "revoke", "key": key.pk})
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert client_for(people["desk"]).get("/t/acme/api-keys/").status_code == 403
