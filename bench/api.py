@@ -38,10 +38,11 @@ from django.db import close_old_connections, connection  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from lots import services  # noqa: E402
-from lots.models import AsteriskServer, Deployment, DialplanContext, ParkingLot  # noqa: E402
+from lots.models import AsteriskServer, Deployment, ParkingLot  # noqa: E402
 from parkweb.celery import app  # noqa: E402
 from tenants.apikeys import api_key_create  # noqa: E402
 from tenants.models import Role, Tenant  # noqa: E402
+from tests.factories import bulk_lots  # noqa: E402
 from tests.integration.sandbox import Sandbox, sandbox  # noqa: E402
 from tests.integration.workers import (  # noqa: E402
     Worker,
@@ -58,22 +59,7 @@ def list_pages(lots: int, requests: int = 200) -> tuple[float, float, int]:
     server.ami_secret = "x"
     server.save()
     tenant = Tenant.objects.create(slug="big", name="Big")
-    contexts = DialplanContext.objects.bulk_create(
-        DialplanContext(server=server, tenant=tenant, name=f"big-{i}") for i in range(lots // 10)
-    )
-    ParkingLot.objects.bulk_create(
-        ParkingLot(
-            tenant=tenant,
-            server=server,
-            context=contexts[i // 10],
-            slug=f"lot{i}",
-            name=f"Lot {i}",
-            parkext=str(100 + i % 10 * 20),
-            parkpos_start=101 + i % 10 * 20,
-            parkpos_end=110 + i % 10 * 20,
-        )
-        for i in range(lots)
-    )
+    bulk_lots(server, tenant, lots, prefix="lot")
     _, text = api_key_create(tenant, name="bench", role=Role.VIEWER)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {text}")

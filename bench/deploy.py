@@ -48,6 +48,7 @@ from lots.models import (  # noqa: E402
 from lots.selectors import server_config  # noqa: E402
 from parkweb.celery import app  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
+from tests.factories import bulk_lots  # noqa: E402
 from tests.integration.sandbox import Sandbox, sandbox  # noqa: E402
 
 BENCH_DIALPLAN = """
@@ -70,23 +71,7 @@ def populate(server: AsteriskServer, tenant: Tenant, count: int) -> None:
     """`count` valid lots: one context per 10 lots, 10 spaces each, as tenants would have."""
     ParkingLot.objects.filter(server=server).delete()
     DialplanContext.objects.filter(server=server).delete()
-    contexts = DialplanContext.objects.bulk_create(
-        DialplanContext(server=server, tenant=tenant, name=f"bench-{i}")
-        for i in range((count + 9) // 10)
-    )
-    ParkingLot.objects.bulk_create(
-        ParkingLot(
-            tenant=tenant,
-            server=server,
-            context=contexts[i // 10],
-            slug=f"lot{i}",
-            name=f"Lot {i}",
-            parkext=str(100 + (i % 10) * 20),
-            parkpos_start=101 + (i % 10) * 20,
-            parkpos_end=110 + (i % 10) * 20,
-        )
-        for i in range(count)
-    )
+    bulk_lots(server, tenant, count, prefix="lot")
 
 
 def deploy_now(server: AsteriskServer) -> Deployment:

@@ -55,6 +55,7 @@ from parkweb.celery import app  # noqa: E402
 from tenants.models import Membership, Role, Tenant  # noqa: E402
 from tests.factories import make_context, make_lot  # noqa: E402
 from tests.integration.sandbox import Sandbox, sandbox  # noqa: E402
+from tests.integration.workers import Worker  # noqa: E402
 
 
 def setup(tenants: int, box: Sandbox) -> tuple[AsteriskServer, dict[str, str]]:
@@ -228,24 +229,7 @@ def main() -> None:
         ],
         env,
     )
-    worker = start(
-        "worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "parkweb",
-            "worker",
-            "-P",
-            "solo",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "WARNING",
-        ],
-        env,
-    )
+    worker = Worker("bench-live", env)  # the production worker: deploys and the watcher
     try:
         deadline = time.monotonic() + 60
         while not ServerHealth.objects.filter(server=server, synced=True).exists():
@@ -255,9 +239,9 @@ def main() -> None:
         result = asyncio.run(run_load(box, sessions, args.clients, args.rate, args.seconds))
         current, peak = rss_mb(worker.pid)
     finally:
-        for process in (web, worker):
-            process.terminate()
-            process.wait(timeout=30)
+        worker.stop()
+        web.terminate()
+        web.wait(timeout=30)
         box.hangup_all()
         sandbox("stop", "--name", "bench")
     latencies = [x * 1000 for x in result["latencies"]]

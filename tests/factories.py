@@ -46,3 +46,26 @@ def make_lot(
         context=context,
         **options,
     )
+
+
+def bulk_lots(server: AsteriskServer, tenant: Tenant, count: int, prefix: str = "bulk") -> None:
+    """Many valid lots fast, as tenants would lay them out: one context per 10 lots, each lot
+    with its own park extension and 10 spaces. Bypasses validation (the layout is valid by
+    construction); callers queue a deploy themselves."""
+    contexts = DialplanContext.objects.bulk_create(
+        DialplanContext(server=server, tenant=tenant, name=f"{prefix}-{i}")
+        for i in range((count + 9) // 10)
+    )
+    ParkingLot.objects.bulk_create(
+        ParkingLot(
+            tenant=tenant,
+            server=server,
+            context=contexts[i // 10],
+            slug=f"{prefix}{i}",
+            name=f"Lot {i}",
+            parkext=str(100 + (i % 10) * 20),
+            parkpos_start=101 + (i % 10) * 20,
+            parkpos_end=110 + (i % 10) * 20,
+        )
+        for i in range(count)
+    )

@@ -11,7 +11,7 @@ from lots import services
 from lots.asterisk import confgen, confparse, deploy, verify
 from lots.models import Deployment, ParkingLot
 from lots.selectors import server_lots
-from tests.factories import make_context, make_lot, make_server, make_tenant
+from tests.factories import bulk_lots, make_context, make_lot, make_server, make_tenant
 
 from .workers import celery_workers
 
@@ -230,24 +230,6 @@ def test_fifty_concurrent_edits_give_a_handful_of_reloads(site, asterisk):
     assert 1 <= reloads <= 5
     assert Deployment.objects.filter(server=server, pk__gt=mark).exclude(status="ok").count() == 0
     assert asterisk_equals_database(asterisk, server) == []
-
-
-def bulk_lots(server, tenant, count: int) -> None:
-    """Many valid lots fast: one context per 10 lots, 10 spaces each."""
-    contexts = [make_context(server, tenant, f"bulk-{i}") for i in range(count // 10)]
-    ParkingLot.objects.bulk_create(
-        ParkingLot(
-            tenant=tenant,
-            server=server,
-            context=contexts[i // 10],
-            slug=f"b{i}",
-            name=f"Bulk {i}",
-            parkext=str(100 + (i % 10) * 20),
-            parkpos_start=101 + (i % 10) * 20,
-            parkpos_end=110 + (i % 10) * 20,
-        )
-        for i in range(count)
-    )
 
 
 def test_worker_killed_mid_deploy_leaves_no_partial_file_and_next_deploy_succeeds(site, asterisk):
