@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -94,11 +95,16 @@ class AsteriskServerAdmin(admin.ModelAdmin):
     actions = ["deploy_now"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("deploy_state", "health")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("deploy_state", "health")
+            .annotate(lot_total=Count("lots"))
+        )
 
-    @admin.display(description="lots")
+    @admin.display(description="lots", ordering="lot_total")
     def lot_count(self, server):
-        return server.lots.count()
+        return server.lot_total
 
     @admin.display(description="health")
     def health_status(self, server):
