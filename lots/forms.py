@@ -46,21 +46,72 @@ class LotForm(forms.ModelForm):
         )
         if self.instance.pk:
             self.fields["slug"].disabled = True
-        for name, field in self.fields.items():
-            field.widget.attrs.setdefault("aria-describedby", f"help-{name}")
 
-    def groups(self):
+    def groups(self) -> list[dict]:
         return [
-            ("Basics", "Where calls park and for how long.", BASICS),
-            (
-                "When nobody picks up",
-                "What happens to a call still parked when its parking time runs out.",
-                COMEBACK,
-            ),
-            (
-                "Advanced",
-                "Hints for busy lamp fields, sounds, and what the people on a "
+            {
+                "title": "Basics",
+                "text": "Where calls park and for how long.",
+                "names": BASICS,
+            },
+            {
+                "title": "When nobody picks up",
+                "text": "What happens to a call still parked when its parking time runs out.",
+                "names": COMEBACK,
+                "summary": self.comeback_policy(),
+            },
+            {
+                "title": "Advanced",
+                "text": "Hints for busy lamp fields, sounds, and what the people on a "
                 "picked-up call may do with DTMF.",
-                ADVANCED,
-            ),
+                "names": ADVANCED,
+            },
         ]
+
+    def comeback_policy(self) -> dict:
+        """The timeout policy the form's values make, in words, with the res_parking.conf
+        options that carry it (as Asterisk 22 behaves: see ASTERISK.md's timeout flow)."""
+        time = _number(self["parkingtime"].value())
+        dial = _number(self["comebackdialtime"].value())
+        to_origin = bool(self["comebacktoorigin"].value())
+        context_pk = str(self["comebackcontext"].value() or "")
+        context = (
+            self.fields["comebackcontext"].queryset.filter(pk=context_pk).first()
+            if context_pk.isdigit()
+            else None
+        )
+        if time == 0:
+            return {
+                "text": "A parked call waits until somebody picks it up: it never times out.",
+                "options": ["parkingtime = 0"],
+            }
+        wait = f"{time} s" if time is not None else "the parking time"
+        if to_origin:
+            return {
+                "text": f"After {wait}, the call rings the phone that parked it for "
+                f"{dial if dial is not None else '?'} s. If nobody answers there either, "
+                "Asterisk hangs up the call.",
+                "options": [
+                    f"parkingtime = {time}",
+                    "comebacktoorigin = yes",
+                    f"comebackdialtime = {dial}",
+                ],
+            }
+        where = f"context {context.name}" if context else "the come back context chosen below"
+        return {
+            "text": f"After {wait}, the call goes to the {where}, to the extension named "
+            "after the phone that parked it (like PJSIP_alice), else to s: your dialplan "
+            "there decides what happens next.",
+            "options": [
+                f"parkingtime = {time}",
+                "comebacktoorigin = no",
+                f"comebackcontext = {context.name if context else '(required)'}",
+            ],
+        }
+
+
+def _number(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

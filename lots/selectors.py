@@ -1,9 +1,11 @@
 """Reads that are more than a one-line query."""
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from tenants.models import Tenant
 from tenants.scoping import scoped
@@ -100,6 +102,27 @@ def pending_change(server: AsteriskServer) -> PendingChange:
     )
 
 
+LOT_MENTION = re.compile(r"\blot (\w+)")
+
+
+def deployment_error_for(tenant: Tenant, deployment: Deployment) -> str:
+    """A deployment's error as one tenant may read it: the server's config is other tenants'
+    too, so problems naming their lots are counted, not shown."""
+    prefix, _, details = deployment.error.partition(": ")
+    if not details:
+        return deployment.error
+    own, others = [], 0
+    for problem in details.split("; "):
+        names = LOT_MENTION.findall(problem)
+        if all(name.startswith(f"{tenant.slug}_") for name in names):
+            own.append(problem)
+        else:
+            others += 1
+    if others:
+        own.append(f"{others} problem{'s' if others > 1 else ''} in other tenants' lots")
+    return f"{prefix}: {'; '.join(own)}."
+
+
 def tenant_group(tenant_id: int) -> str:
     """The channel-layer group of a tenant's live pages: derived from its id, never from
     anything a client sends."""
@@ -146,6 +169,7 @@ def board_snapshot(tenant: Tenant) -> dict:
     health = {h.server_id: h for h in ServerHealth.objects.filter(server_id__in=servers)}
     return {
         "type": "snapshot",
+        "now": _iso(timezone.now()),  # lets the page correct for its own clock
         "lots": [
             {
                 "id": lot.pk,

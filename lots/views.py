@@ -9,16 +9,18 @@ from functools import wraps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 
 from tenants.apikeys import api_key_create, api_key_revoke
 from tenants.models import ApiKey, Membership, Role, Tenant
 from tenants.scoping import has_role, role_of, scoped, tenants_for_user
 
-from . import services
+from . import selectors, services
 from .forms import LotForm
 from .models import Deployment, ParkedCall, ParkingLot, ServerHealth
 
@@ -93,9 +95,11 @@ def lot_edit(request, lot: str | None = None):
     if request.method == "POST" and form.is_valid():
         saved = services.lot_save(form.save(commit=False), actor=services.Actor.of(request.user))
         return redirect("lot", tenant=request.tenant.slug, lot=saved.slug)
-    deployment = None
+    deployment = deployment_error = None
     if instance is not None:
         deployment = Deployment.objects.filter(server_id=instance.server_id).order_by("-pk").first()
+    if deployment is not None and deployment.error:
+        deployment_error = selectors.deployment_error_for(request.tenant, deployment)
     return render(
         request,
         "lots/lot_form.html",
@@ -103,13 +107,23 @@ def lot_edit(request, lot: str | None = None):
             "form": form,
             "lot": instance,
             "deployment": deployment,
+            "deployment_error": deployment_error,
         },
     )
 
 
 def _hourly_svg(counts: list[int]) -> dict:
+    """Bars for parks per hour of the day, with a sentence saying the same for screen
+    readers."""
     top = max(counts) or 1
+    busiest = counts.index(max(counts))
+    summary = (
+        f"{sum(counts)} in all, the busiest hour {busiest}:00 with {counts[busiest]}"
+        if sum(counts)
+        else "none"
+    )
     return {
+        "summary": summary,
         "bars": [
             {
                 "x": i * 20,
@@ -119,7 +133,7 @@ def _hourly_svg(counts: list[int]) -> dict:
                 "hour": i,
             }
             for i, c in enumerate(counts)
-        ]
+        ],
     }
 
 
@@ -160,37 +174,56 @@ def _require_admin(request) -> None:
         raise PermissionDenied
 
 
+ROLE_ERROR = "Role: choose viewer, operator or admin."
+NEW_KEY_SESSION = "parkweb-new-api-key"
+
+
+def _last_admin(tenant: Tenant, membership: Membership) -> bool:
+    """Would this admin's leaving leave the tenant with none? Locks the tenant's admins, so
+    two admins demoting each other at once cannot both succeed."""
+    admins = Membership.objects.select_for_update().filter(tenant=tenant, role=Role.ADMIN)
+    return not any(pk != membership.pk for pk in admins.values_list("pk", flat=True))
+
+
+@transaction.atomic
+def _members_change(request) -> str:
+    """Apply one add / role / remove; returns an error naming the field, or ""."""
+    action, role = request.POST.get("action"), request.POST.get("role", "")
+    if action not in {"add", "role", "remove"}:
+        return "Action: add, role or remove."
+    if action != "remove" and role not in Role.values:
+        return ROLE_ERROR
+    if action == "add":
+        user = get_user_model().objects.filter(username=request.POST.get("username", "")).first()
+        if user is None:
+            return "Username: no user has that username."
+        membership = Membership.objects.filter(user=user, tenant=request.tenant).first()
+        membership = membership or Membership(user=user, tenant=request.tenant)
+    else:
+        pk = request.POST.get("membership", "")
+        membership = (
+            scoped(Membership, request.tenant).filter(pk=pk).first() if pk.isdigit() else None
+        )
+        if membership is None:
+            raise Http404
+    leaves_admins = membership.pk and membership.role == Role.ADMIN and role != Role.ADMIN
+    if leaves_admins and _last_admin(request.tenant, membership):
+        return "Role: the tenant must keep at least one admin."
+    if action == "remove":
+        membership.delete()
+    else:
+        membership.role = role
+        membership.save()
+    return ""
+
+
 @tenant_page
 def members(request):
     """Tenant admins add people by username, change their role, or remove them."""
     _require_admin(request)
     error = ""
     if request.method == "POST":
-        action = request.POST.get("action")
-        role = request.POST.get("role", "")
-        if action == "add":
-            user = (
-                get_user_model().objects.filter(username=request.POST.get("username", "")).first()
-            )
-            if user is None:
-                error = "No user has that username."
-            elif role not in Role.values:
-                error = "Choose a role."
-            else:
-                Membership.objects.update_or_create(
-                    user=user, tenant=request.tenant, defaults={"role": role}
-                )
-        else:
-            membership = (
-                scoped(Membership, request.tenant).filter(pk=request.POST.get("membership")).first()
-            )
-            if membership is None:
-                raise Http404
-            if action == "remove":
-                membership.delete()
-            elif action == "role" and role in Role.values:
-                membership.role = role
-                membership.save(update_fields=["role"])
+        error = _members_change(request)
         if not error:
             return redirect("members", tenant=request.tenant.slug)
     return render(
@@ -206,24 +239,34 @@ def members(request):
     )
 
 
+@never_cache
 @tenant_page
 def api_keys(request):
-    """Tenant admins create keys (shown once) and revoke them."""
+    """Tenant admins create keys and revoke them. A new key is shown once: it waits in the
+    session across the redirect after the post, so reloading neither shows it again nor
+    makes another; the page is never cached."""
     _require_admin(request)
-    new_key = ""
+    new_key = request.session.pop(NEW_KEY_SESSION, "") if request.method == "GET" else ""
+    error = ""
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
-            key = scoped(ApiKey, request.tenant).filter(pk=request.POST.get("key")).first()
+            pk = request.POST.get("key", "")
+            key = scoped(ApiKey, request.tenant).filter(pk=pk).first() if pk.isdigit() else None
             if key is None:
                 raise Http404
             api_key_revoke(key)
             return redirect("api-keys", tenant=request.tenant.slug)
-        name = request.POST.get("name", "").strip()[:100]
+        name = request.POST.get("name", "").strip()
         role = request.POST.get("role", "")
-        if name and "\x00" not in name and role in Role.values:
-            _, new_key = api_key_create(
+        if not name or len(name) > 100 or not name.isprintable():
+            error = "Name: give the key a name of 1 to 100 printable characters."
+        elif role not in Role.values:
+            error = ROLE_ERROR
+        else:
+            _, request.session[NEW_KEY_SESSION] = api_key_create(
                 request.tenant, name=name, role=role, created_by=request.user
             )
+            return redirect("api-keys", tenant=request.tenant.slug)
     return render(
         request,
         "lots/api_keys.html",
@@ -231,5 +274,6 @@ def api_keys(request):
             "keys": scoped(ApiKey, request.tenant),
             "roles": Role.choices,
             "new_key": new_key,
+            "error": error,
         },
     )

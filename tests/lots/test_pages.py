@@ -79,7 +79,7 @@ def test_invalid_input_shows_the_message_next_to_the_field(people, acme, server,
     )
     page = response.content.decode()
     assert response.status_code == 200
-    assert 'id="error-parkpos_start"' in page and "lot &#x27;Reception&#x27;" in page
+    assert 'id="id_parkpos_start_error"' in page and "lot &#x27;Reception&#x27;" in page
     assert not ParkingLot.objects.filter(slug="sales").exists()
 
 
@@ -124,7 +124,8 @@ def test_admin_creates_a_key_shown_once_and_revokes_it(people, acme):
     from tenants.models import ApiKey
 
     client = client_for(people["boss"])
-    page = client.post("/t/acme/api-keys/", {"name": "pbx sync", "role": "viewer"})
+    page = client.post("/t/acme/api-keys/", {"name": "pbx sync", "role": "viewer"}, follow=True)
+    assert "no-store" in page["Cache-Control"]
     text = page.content.decode()
     key = ApiKey.objects.get(tenant=acme)
     assert f"pk_{key.prefix}_" in text and 'id="new-key"' in text
@@ -133,3 +134,69 @@ def test_admin_creates_a_key_shown_once_and_revokes_it(people, acme):
     key.refresh_from_db()
     assert key.revoked_at is not None
     assert client_for(people["desk"]).get("/t/acme/api-keys/").status_code == 403
+
+
+def test_a_refused_deploy_is_explained_without_other_tenants_lots(people, acme, server, acme_ctx):
+    from lots.models import Deployment
+
+    make_lot(acme, acme_ctx, "main", name="Reception")
+    Deployment.objects.create(
+        server=server,
+        status=Deployment.Status.ROLLED_BACK,
+        error="Asterisk does not run what was written: lot acme_main: parkingtime is 45, "
+        "expected 60; lot globex_secret: not running; lot globex_other: disabled",
+    )
+    page = client_for(people["boss"]).get("/t/acme/lots/main/").content.decode()
+    assert "Not applied on pbx1" in page
+    assert "lot acme_main: parkingtime is 45, expected 60" in page
+    assert "2 problems in other tenants&#x27; lots" in page
+    assert "globex" not in page
+
+
+def test_the_last_admin_cannot_leave_and_bad_member_input_is_named(people, acme):
+    client = client_for(people["boss"])
+    boss = Membership.objects.get(user=people["boss"])
+    page = client.post("/t/acme/members/", {"action": "remove", "membership": boss.pk})
+    assert "at least one admin" in page.content.decode()
+    page = client.post("/t/acme/members/", {"action": "role", "membership": boss.pk, "role": "x"})
+    assert "Role: choose viewer, operator or admin." in page.content.decode()
+    assert client.post("/t/acme/members/", {"action": "remove", "membership": "x"}).status_code == (
+        404
+    )
+    boss.refresh_from_db()
+    assert boss.role == Role.ADMIN
+    # With a second admin, the first may step down.
+    Membership.objects.filter(user=people["desk"]).update(role=Role.ADMIN)
+    client.post("/t/acme/members/", {"action": "role", "membership": boss.pk, "role": "viewer"})
+    boss.refresh_from_db()
+    assert boss.role == Role.VIEWER
+
+
+def test_an_api_key_needs_a_name_and_a_role(people, acme):
+    from tenants.models import ApiKey
+
+    client = client_for(people["boss"])
+    page = client.post("/t/acme/api-keys/", {"name": " ", "role": "viewer"}).content.decode()
+    assert "Name: give the key a name" in page
+    page = client.post("/t/acme/api-keys/", {"name": "crm", "role": "root"}).content.decode()
+    assert "Role: choose viewer, operator or admin." in page
+    assert not ApiKey.objects.exists()
+
+
+def test_the_comeback_policy_is_told_in_words_with_its_asterisk_options(
+    people, acme, server, acme_ctx
+):
+    client = client_for(people["boss"])
+    page = client.get("/t/acme/lots/new/").content.decode()  # the defaults
+    assert "After 45 s, the call rings the phone that parked it for 30 s" in page
+    assert "<code>comebacktoorigin = yes</code>" in page
+
+    post = lot_post(server, acme_ctx, comebackcontext=acme_ctx.pk, parkingtime="90")
+    del post["comebacktoorigin"]
+    response = client.post("/t/acme/lots/new/", post, follow=True)
+    page = response.content.decode()
+    assert "After 90 s, the call goes to the context acme-parking" in page
+    assert "<code>comebackcontext = acme-parking</code>" in page
+
+    response = client.post("/t/acme/lots/new/", lot_post(server, acme_ctx, parkingtime="0"))
+    assert "it never times out" in response.content.decode()

@@ -1,0 +1,78 @@
+"""The live board worked as a receptionist works it: by keyboard, while calls come and go,
+on a PC whose clock is wrong."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from lots.models import ParkedCall
+
+from .pages import BASE, create_live_lot, log_in, off_loop, space
+
+pytestmark = pytest.mark.integration
+PHONE = "Local/ring@parkweb-test"  # a "phone" in the sandbox's dialplan that answers at once
+
+
+def tab_to(page, name: str, limit: int = 60) -> None:
+    """Press Tab until the focused element has this accessible name (label or aria-label)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            """() => { const e = document.activeElement;
+                 return e.getAttribute('aria-label') || (e.labels && e.labels[0] &&
+                        e.labels[0].textContent.trim()) || e.textContent.trim(); }"""
+        )
+        if focused == name:
+            return
+    raise AssertionError(f"{name!r} is not reachable with Tab")
+
+
+def focused_name(page) -> str:
+    return page.evaluate("document.activeElement.getAttribute('aria-label') || ''")
+
+
+def test_operator_retrieves_and_hangs_up_by_keyboard_while_calls_arrive(site, browser, asterisk):
+    create_live_lot(log_in(browser, "ada"))
+    page = log_in(browser, "ola")
+    page.goto(f"{BASE}/t/acme/board/")
+    first = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)["ParkingSpace"]
+    expect(space(page, first)).to_be_visible(timeout=2_000)
+
+    # Retrieve with no phone set: told so, and taken to the field.
+    tab_to(page, f"Retrieve space {first} to my phone")
+    page.keyboard.press("Enter")
+    expect(page.locator("#board-status")).to_contain_text("Enter your phone")
+    expect(page.get_by_label("Your phone, for Retrieve")).to_be_focused()
+    page.keyboard.type(PHONE)
+
+    # Focus waits on space 1's button while another call parks beside it.
+    tab_to(page, f"Retrieve space {first} to my phone")
+    second = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)["ParkingSpace"]
+    expect(space(page, second)).to_be_visible(timeout=2_000)
+    assert focused_name(page) == f"Retrieve space {first} to my phone"
+
+    page.keyboard.press("Enter")
+    expect(space(page, first, busy=False)).to_be_visible(timeout=10_000)
+    expect(space(page, first, busy=False)).to_be_focused()  # not lost to the page top
+    assert ParkedCall.objects.get(space=first).outcome == "retrieved"
+    assert page.evaluate("localStorage.getItem('parkweb-device')") == PHONE
+
+    # Hang up the other, confirming in the browser's own dialog.
+    page.once("dialog", lambda dialog: dialog.accept())
+    tab_to(page, f"Hang up the call in space {second}")
+    page.keyboard.press("Enter")
+    expect(space(page, second, busy=False)).to_be_visible(timeout=10_000)
+    assert ParkedCall.objects.get(space=second).outcome == "abandoned"
+
+
+def test_the_board_tells_times_by_the_servers_clock(site, browser, asterisk):
+    create_live_lot(log_in(browser, "ada"))
+    page = log_in(browser, "ola")
+    # This PC's clock is two hours slow.
+    page.add_init_script("{ const real = Date.now; Date.now = () => real() - 7_200_000; }")
+    page.goto(f"{BASE}/t/acme/board/")
+    number = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)["ParkingSpace"]
+    busy = space(page, number)
+    expect(busy.locator(".parked")).to_have_text(re.compile(r"parked 0:0\d"), timeout=2_000)
+    expect(busy.locator(".countdown")).to_have_text(re.compile(r"times out in 0:[0-4]\d"))
