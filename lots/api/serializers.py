@@ -266,7 +266,15 @@ class ParkedCallSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RetrieveSerializer(serializers.Serializer):
+class CallActionSerializer(serializers.Serializer):
+    call = serializers.IntegerField(
+        required=False,
+        help_text="The id of the call meant (from the board or parked-calls). When the space "
+        "holds another call by now, the answer is 409 and nothing is done.",
+    )
+
+
+class RetrieveSerializer(CallActionSerializer):
     device = serializers.CharField(max_length=90, help_text="Like PJSIP/alice.")
 
 

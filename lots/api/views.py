@@ -491,13 +491,23 @@ class ParkedCallAction(TenantScoped, APIView):
             raise NotFound("No call is parked in that space.")
         return call
 
-    def run(self, request, call):
+    serializer_class = s.CallActionSerializer
+
+    def run(self, request, call, data: dict):
         raise NotImplementedError
 
     def post(self, request, tenant: str, lot: str, space: int):
         call = self.call(lot, space)
+        serializer = self.serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        meant = serializer.validated_data.get("call")
+        if meant is not None and meant != call.pk:
+            return Response(
+                {"call": "Another call is parked in that space by now; nothing was done."},
+                status=status.HTTP_409_CONFLICT,
+            )
         try:
-            self.run(request, call)
+            self.run(request, call, serializer.validated_data)
         except DjangoPermissionDenied as exc:
             raise PermissionDenied(str(exc)) from exc
         except DjangoValidationError as exc:
@@ -506,22 +516,22 @@ class ParkedCallAction(TenantScoped, APIView):
 
 
 class ParkedCallRetrieve(ParkedCallAction):
-    @extend_schema(request=s.RetrieveSerializer, responses={202: dict})
+    serializer_class = s.RetrieveSerializer
+
+    @extend_schema(request=s.RetrieveSerializer, responses={202: dict, 409: dict})
     def post(self, request, tenant: str, lot: str, space: int):
         return super().post(request, tenant, lot, space)
 
-    def run(self, request, call):
-        serializer = s.RetrieveSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        services.parked_call_retrieve(call, request.user, serializer.validated_data["device"])
+    def run(self, request, call, data: dict):
+        services.parked_call_retrieve(call, request.user, data["device"])
 
 
 class ParkedCallHangup(ParkedCallAction):
-    @extend_schema(request=None, responses={202: dict})
+    @extend_schema(request=s.CallActionSerializer, responses={202: dict, 409: dict})
     def post(self, request, tenant: str, lot: str, space: int):
         return super().post(request, tenant, lot, space)
 
-    def run(self, request, call):
+    def run(self, request, call, data: dict):
         services.parked_call_hangup(call, request.user)
 
 

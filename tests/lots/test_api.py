@@ -317,3 +317,17 @@ def test_nul_in_a_name_is_a_400_not_a_database_error(world):
 def test_absurd_page_requests_are_bounded(world):
     response = world.client("staff").get("/api/v1/servers/", {"limit": 10**21, "offset": 10**30})
     assert response.status_code == 200 and response.json()["results"] == []
+
+
+@pytest.mark.parametrize("action", ["retrieve", "hangup"])
+def test_an_action_meant_for_another_call_is_a_409_and_does_nothing(world, action):
+    from lots.models import AuditEntry
+
+    url = T + f"/lots/main/parked-calls/701/{action}/"
+    body = {"call": world.call.pk + 1000, "device": "PJSIP/alice"}
+    response = world.client("operator_a").post(url, body, format="json")
+    assert response.status_code == 409
+    assert "Another call is parked in that space" in response.json()["call"]
+    assert not AuditEntry.objects.exists()
+    bad = world.client("operator_a").post(url, {"call": "x", "device": "PJSIP/a"}, format="json")
+    assert bad.status_code == 400 and "call" in bad.json()
