@@ -8,6 +8,9 @@ class LotsConfig(AppConfig):
     def ready(self) -> None:
         from celery.signals import worker_ready, worker_shutdown
 
+        from .live_access import connect_signals
+
+        connect_signals()
         worker_ready.connect(start_worker_watchers, weak=False)
         worker_shutdown.connect(stop_worker_watchers, weak=False)
 

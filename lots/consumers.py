@@ -1,20 +1,31 @@
 """The live parking board's websocket: /ws/t/<tenant-slug>/parking/."""
 
+import asyncio
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from tenants.models import Tenant
 from tenants.scoping import role_of
 
+from .live_access import session_group, user_group
 from .selectors import board_snapshot, tenant_group
 
-FORBIDDEN = 4403  # close code: not a member of this tenant (or not logged in)
+FORBIDDEN = 4403  # close code: not (or no longer) a member of this tenant, or logged out
+ROLE_CHANGED = 4409  # close code: still a member, with another role: reload the page
+RESYNC_INTERVAL = 1.0  # seconds between two snapshots for one socket
 
 
 @database_sync_to_async
 def _tenant_and_role(user, slug: str):
     tenant = Tenant.objects.filter(slug=slug, active=True).first()
     return tenant, (role_of(user, tenant) if tenant else None)
+
+
+@database_sync_to_async
+def _role(user, tenant):
+    user.refresh_from_db(fields=["is_active"])
+    return role_of(user, tenant) if user.is_active else None
 
 
 class ParkingConsumer(AsyncJsonWebsocketConsumer):
@@ -27,21 +38,51 @@ class ParkingConsumer(AsyncJsonWebsocketConsumer):
         if tenant is None or role is None:
             await self.close(code=FORBIDDEN)
             return
-        self.group = tenant_group(tenant.pk)
-        self.tenant = tenant
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.tenant, self.role, self.user = tenant, role, user
+        self.groups_joined = [tenant_group(tenant.pk), user_group(user.pk)]
+        session = self.scope.get("session")
+        if session is not None and session.session_key:
+            self.groups_joined.append(session_group(session.session_key))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.next_snapshot_at = 0.0
         await self.accept()
-        snapshot = await database_sync_to_async(board_snapshot)(tenant)
-        await self.send_json({**snapshot, "role": str(role)})
+        await self.send_snapshot()
 
     async def disconnect(self, code) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def send_snapshot(self) -> None:
+        self.next_snapshot_at = asyncio.get_running_loop().time() + RESYNC_INTERVAL
+        snapshot = await database_sync_to_async(board_snapshot)(self.tenant)
+        await self.send_json({**snapshot, "role": str(self.role)})
 
     async def receive_json(self, content, **kwargs) -> None:
         # The board only listens; a client asking for a fresh snapshot is all it may say.
-        if content == {"type": "resync"}:
-            await self.send_json(await database_sync_to_async(board_snapshot)(self.tenant))
+        # Messages are handled one at a time, so however often it asks, it gets at most one
+        # snapshot a second (and the changes meanwhile wait, in order, behind it).
+        if content != {"type": "resync"}:
+            return
+        wait = self.next_snapshot_at - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if await self.still_allowed():
+            await self.send_snapshot()
+
+    async def still_allowed(self) -> bool:
+        role = await _role(self.user, self.tenant)
+        if role is None:
+            await self.close(code=FORBIDDEN)
+        elif role != self.role:
+            await self.close(code=ROLE_CHANGED)
+        return role == self.role
+
+    async def access_changed(self, event) -> None:
+        if event.get("logged_out"):
+            await self.close(code=FORBIDDEN)
+        elif event.get("tenant") == self.tenant.pk:
+            await self.still_allowed()
 
     async def parking_message(self, event) -> None:
         await self.send_json(event["message"])

@@ -1,0 +1,117 @@
+"""An open board websocket follows its user's access: removed, demoted or logged out, the
+socket is closed at once; asking for snapshots is rate limited."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from lots.consumers import FORBIDDEN, RESYNC_INTERVAL, ROLE_CHANGED
+from tenants.models import Membership, Role
+from tests.factories import make_tenant
+from tests.integration.test_live import communicator
+
+
+@pytest.fixture
+def people(transactional_db, settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    acme = make_tenant("acme")
+    users = get_user_model().objects
+    made = {}
+    for name, role in (("alice", Role.OPERATOR), ("bob", Role.VIEWER)):
+        made[name] = users.create_user(name, password=f"pw-{name}-123")
+        Membership.objects.create(user=made[name], tenant=acme, role=role)
+    yield made
+    channel_layers.backends.clear()
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+async def open_board(client: Client):
+    ws = communicator("acme", client.cookies["sessionid"].value)
+    assert (await ws.connect())[0]
+    assert (await ws.receive_json_from(timeout=5))["type"] == "snapshot"
+    return ws
+
+
+async def closed_with(ws) -> int | None:
+    message = await ws.receive_output(timeout=3)
+    return message.get("code") if message["type"] == "websocket.close" else None
+
+
+def test_a_removed_member_is_cut_off_and_others_keep_watching(people):
+    alice, bob = logged_in(people["alice"]), logged_in(people["bob"])
+
+    async def scenario():
+        alice_ws, bob_ws = await open_board(alice), await open_board(bob)
+        await sync_to_async(Membership.objects.filter(user=people["alice"]).delete)()
+        assert await closed_with(alice_ws) == FORBIDDEN
+        assert await bob_ws.receive_nothing(timeout=0.5)
+        await bob_ws.disconnect()
+
+    asyncio.run(scenario())
+
+
+def test_a_role_change_closes_the_board_so_it_reloads_with_the_right_buttons(people):
+    alice = logged_in(people["alice"])
+
+    def set_role(role):
+        membership = Membership.objects.get(user=people["alice"])
+        membership.role = role
+        membership.save()
+
+    async def scenario():
+        ws = await open_board(alice)
+        await sync_to_async(set_role)(Role.OPERATOR)  # saved, not changed: stays open
+        assert await ws.receive_nothing(timeout=0.5)
+        await sync_to_async(set_role)(Role.VIEWER)
+        assert await closed_with(ws) == ROLE_CHANGED
+
+    asyncio.run(scenario())
+
+
+def test_logging_out_or_deactivation_closes_the_sessions_boards(people):
+    alice, bob = logged_in(people["alice"]), logged_in(people["bob"])
+
+    def deactivate(user):
+        user.is_active = False
+        user.save()
+
+    async def scenario():
+        alice_ws, bob_ws = await open_board(alice), await open_board(bob)
+        await sync_to_async(alice.post)("/accounts/logout/")
+        assert await closed_with(alice_ws) == FORBIDDEN
+        await sync_to_async(deactivate)(people["bob"])
+        assert await closed_with(bob_ws) == FORBIDDEN
+
+    asyncio.run(scenario())
+
+
+def test_resync_requests_get_at_most_one_snapshot_a_second(people):
+    alice = logged_in(people["alice"])
+
+    async def scenario():
+        ws = await open_board(alice)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for _ in range(3):
+            await ws.send_json_to({"type": "resync"})
+        times = []
+        for _ in range(3):
+            assert (await ws.receive_json_from(timeout=5))["type"] == "snapshot"
+            times.append(loop.time() - start)
+        await ws.disconnect()
+        return times
+
+    times = asyncio.run(scenario())
+    gaps = [later - earlier for earlier, later in zip([0.0, *times], times, strict=False)]
+    assert all(gap >= RESYNC_INTERVAL * 0.9 for gap in gaps[1:]), times
+    assert times[-1] >= 2 * RESYNC_INTERVAL * 0.9, times
