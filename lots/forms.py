@@ -1,8 +1,12 @@
 """Tenant self-service forms: the model's own validation, grouped for people."""
 
-from django import forms
+from datetime import date, timedelta
 
-from .models import DialplanContext, ParkingLot
+from django import forms
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import DialplanContext, ParkedCall, ParkingLot
 
 BASICS = [
     "name",
@@ -115,3 +119,55 @@ def _number(value) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+FIRST_DAY = date(2000, 1, 1)
+
+
+class HistoryFilters(forms.Form):
+    """The history page's filters; every one optional, every one checked."""
+
+    STILL_PARKED = "parked"
+
+    lot = forms.ChoiceField(required=False)
+    outcome = forms.ChoiceField(required=False)
+    # No help texts: Django would point aria-describedby at them, and the row has no room.
+    caller = forms.CharField(required=False, max_length=40, label="Caller number or name")
+    day = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, lots, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["lot"].choices = [("", "all"), *((lot.slug, lot.name) for lot in lots)]
+        self.fields["outcome"].choices = [
+            ("", "all"),
+            (self.STILL_PARKED, "still parked"),
+            *ParkedCall.Outcome.choices,
+        ]
+
+    def clean_caller(self) -> str:
+        caller = self.cleaned_data["caller"].strip()
+        if caller and not caller.isprintable():
+            raise forms.ValidationError("Use letters, digits and punctuation only.")
+        return caller
+
+    def clean_day(self):
+        day = self.cleaned_data["day"]
+        if day and not FIRST_DAY <= day <= timezone.localdate() + timedelta(days=1):
+            raise forms.ValidationError(f"Give a day from {FIRST_DAY:%Y} to today.")
+        return day
+
+    def apply(self, calls):
+        """Narrow a queryset of parked calls by the valid filters."""
+        data = self.cleaned_data
+        if data["lot"]:
+            calls = calls.filter(lot__slug=data["lot"])
+        if data["outcome"] == self.STILL_PARKED:
+            calls = calls.filter(ended_at__isnull=True)
+        elif data["outcome"]:
+            calls = calls.filter(outcome=data["outcome"])
+        if data["caller"]:
+            calls = calls.filter(
+                Q(caller_id_num__icontains=data["caller"])
+                | Q(caller_id_name__icontains=data["caller"])
+            )
+        return calls

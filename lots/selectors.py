@@ -2,7 +2,9 @@
 
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -197,3 +199,41 @@ def board_snapshot(tenant: Tenant) -> dict:
             for server_id in sorted(servers)
         ],
     }
+
+
+@dataclass(frozen=True)
+class HistoryStats:
+    """Parks per hour over a 24-hour window, how they ended, and how long they waited."""
+
+    hours: list[tuple[str, int]]  # (label like "14:00", parks starting in that hour)
+    outcomes: list[tuple[str, int]]  # (outcome as people say it, count), most first, then A-Z
+    average_wait: int | None  # seconds from park to end, over the calls that ended
+
+    @property
+    def total(self) -> int:
+        return sum(count for _, count in self.hours)
+
+
+def history_stats(calls: QuerySet[ParkedCall], start: datetime) -> HistoryStats:
+    """Statistics of the calls parked in the 24 hours from `start` (one bounded query)."""
+    end = start + timedelta(days=1)
+    rows = calls.filter(parked_at__gte=start, parked_at__lt=end).values_list(
+        "parked_at", "ended_at", "outcome"
+    )
+    per_hour = [0] * 24
+    outcomes: Counter[str] = Counter()
+    waits = []
+    labels = dict(ParkedCall.Outcome.choices)
+    for parked, ended, outcome in rows:
+        per_hour[min(23, int((parked - start).total_seconds() // 3600))] += 1
+        outcomes[labels.get(outcome, "still parked")] += 1
+        if ended:
+            waits.append((ended - parked).total_seconds())
+    return HistoryStats(
+        hours=[
+            (f"{timezone.localtime(start + timedelta(hours=i)).hour}:00", count)
+            for i, count in enumerate(per_hour)
+        ],
+        outcomes=sorted(outcomes.items(), key=lambda item: (-item[1], item[0])),
+        average_wait=round(sum(waits) / len(waits)) if waits else None,
+    )

@@ -5,7 +5,7 @@ from . import views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("board/", views.board, name="board"),
-    path("lots/new/", views.lot_edit, name="lot-new"),
+    path("new-lot/", views.lot_edit, name="lot-new"),
     path("lots/<slug:lot>/", views.lot_edit, name="lot"),
     path("history/", views.history, name="history"),
     path("members/", views.members, name="members"),

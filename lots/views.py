@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from functools import wraps
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import Http404
@@ -21,7 +21,7 @@ from tenants.models import ApiKey, Membership, Role, Tenant
 from tenants.scoping import has_role, role_of, scoped, tenants_for_user
 
 from . import selectors, services
-from .forms import LotForm
+from .forms import HistoryFilters, LotForm
 from .models import Deployment, ParkedCall, ParkingLot, ServerHealth
 
 
@@ -79,6 +79,12 @@ def board(request):
     return render(request, "lots/board.html", {})
 
 
+def _add_errors(form, refused: ValidationError) -> None:
+    """Put a model's errors next to the form's fields (or above the form for the others)."""
+    for field, errors in refused.update_error_dict({}).items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
 @tenant_page
 def lot_edit(request, lot: str | None = None):
     instance = None
@@ -93,8 +99,15 @@ def lot_edit(request, lot: str | None = None):
         for field in form.fields.values():
             field.disabled = True
     if request.method == "POST" and form.is_valid():
-        saved = services.lot_save(form.save(commit=False), actor=services.Actor.of(request.user))
-        return redirect("lot", tenant=request.tenant.slug, lot=saved.slug)
+        try:
+            # Checked again under the server's lock: another save may have won meanwhile.
+            saved = services.lot_save(
+                form.save(commit=False), actor=services.Actor.of(request.user)
+            )
+        except ValidationError as refused:
+            _add_errors(form, refused)
+        else:
+            return redirect("lot", tenant=request.tenant.slug, lot=saved.slug)
     deployment = deployment_error = None
     if instance is not None:
         deployment = Deployment.objects.filter(server_id=instance.server_id).order_by("-pk").first()
@@ -112,59 +125,73 @@ def lot_edit(request, lot: str | None = None):
     )
 
 
-def _hourly_svg(counts: list[int]) -> dict:
-    """Bars for parks per hour of the day, with a sentence saying the same for screen
-    readers."""
-    top = max(counts) or 1
-    busiest = counts.index(max(counts))
-    summary = (
-        f"{sum(counts)} in all, the busiest hour {busiest}:00 with {counts[busiest]}"
-        if sum(counts)
-        else "none"
-    )
+HISTORY_PAGE = 50
+
+
+def _charts(stats: selectors.HistoryStats) -> dict:
+    """Bar geometry for the two server-rendered SVG charts."""
+    top = max((count for _, count in stats.hours), default=0) or 1
+    hours = [
+        {"x": i * 20, "h": round(100 * count / top), "label": label, "count": count}
+        for i, (label, count) in enumerate(stats.hours)
+    ]
+    for bar in hours:
+        bar["y"] = 100 - bar["h"]
+    busiest = max(stats.hours, key=lambda hour: hour[1]) if stats.total else None
+    most = max((count for _, count in stats.outcomes), default=0) or 1
+    outcomes = [
+        {
+            "y": i * 24,
+            "w": round(300 * count / most),
+            "label": label,
+            "count": count,
+            "percent": round(100 * count / stats.total) if stats.total else 0,
+        }
+        for i, (label, count) in enumerate(stats.outcomes)
+    ]
     return {
-        "summary": summary,
-        "bars": [
-            {
-                "x": i * 20,
-                "h": round(100 * c / top),
-                "y": 100 - round(100 * c / top),
-                "count": c,
-                "hour": i,
-            }
-            for i, c in enumerate(counts)
-        ],
+        "hours": hours,
+        "hours_summary": (
+            f"{stats.total} in all, the busiest hour {busiest[0]} with {busiest[1]}"
+            if busiest
+            else "none"
+        ),
+        "outcomes": outcomes,
+        "outcomes_height": max(24, 24 * len(outcomes)),
     }
 
 
 @tenant_page
 def history(request):
-    calls = scoped(ParkedCall, request.tenant).select_related("lot").order_by("-parked_at")
-    lot = request.GET.get("lot") or ""
-    outcome = request.GET.get("outcome") or ""
-    if lot:
-        calls = calls.filter(lot__slug=lot)
-    if outcome in ParkedCall.Outcome.values:
-        calls = calls.filter(outcome=outcome)
-    since = timezone.now() - timedelta(days=1)
-    recent = list(
-        calls.filter(parked_at__gte=since).values_list("parked_at", "ended_at", "outcome")
-    )
-    per_hour = Counter(timezone.localtime(parked).hour for parked, _, _ in recent)
-    outcomes = Counter(o or "parked" for _, _, o in recent)
-    waits = [(ended - parked).total_seconds() for parked, ended, _ in recent if ended]
+    """Parked calls, newest first, with filters; charts of one day."""
+    lots = scoped(ParkingLot, request.tenant).order_by("name")
+    filters = HistoryFilters(request.GET or None, lots=lots)
+    calls = scoped(ParkedCall, request.tenant).select_related("lot").order_by("-parked_at", "-pk")
+    day = None
+    if filters.is_bound and not filters.is_valid():
+        calls = calls.none()  # the errors stand next to their fields
+    elif filters.is_bound:
+        calls = filters.apply(calls)
+        day = filters.cleaned_data["day"]
+    if day:
+        start = timezone.make_aware(datetime.combine(day, time.min))
+        calls = calls.filter(parked_at__gte=start, parked_at__lt=start + timedelta(days=1))
+    else:  # the last 24 hours, in whole hours: the last bar is the hour now running
+        hour = timezone.localtime().replace(minute=0, second=0, microsecond=0)
+        start = hour - timedelta(hours=23)
+    stats = selectors.history_stats(calls, start)
+    query = request.GET.copy()
+    query.pop("page", None)
     return render(
         request,
         "lots/history.html",
         {
-            "calls": calls[:200],
-            "lots": scoped(ParkingLot, request.tenant).order_by("name"),
-            "outcomes": ParkedCall.Outcome.choices,
-            "selected_lot": lot,
-            "selected_outcome": outcome,
-            "chart": _hourly_svg([per_hour.get(h, 0) for h in range(24)]),
-            "outcome_split": sorted(outcomes.items()),
-            "average_wait": round(sum(waits) / len(waits)) if waits else None,
+            "filters": filters,
+            "page": Paginator(calls, HISTORY_PAGE).get_page(request.GET.get("page")),
+            "query": query.urlencode(),
+            "stats": stats,
+            "charts": _charts(stats),
+            "window": f"{day:%Y-%m-%d}" if day else "Last 24 hours",
         },
     )
 

@@ -1,24 +1,30 @@
 // The live parking board: a snapshot over the websocket, then one message per change.
 // Each change redraws only its own space, so keyboard focus and screen-reader position
 // survive other calls coming and going. Reconnects by itself; shows a banner while the
-// link (or a PBX) is down, and asks for a fresh snapshot when it is back.
+// link (or a PBX) is down, and asks for a fresh snapshot when a PBX is back.
 (function () {
   "use strict";
   const root = document.getElementById("board");
   const banner = document.getElementById("banner");
   const status = document.getElementById("board-status");
   const phone = document.getElementById("my-phone");
+  const announceBox = document.getElementById("announce");
   const tenant = root.dataset.tenant;
   const canAct = root.dataset.canAct === "1";
-  // Lots bigger than this show their occupied spaces only (a grid of thousands helps nobody).
+  // Lots bigger than this show their busy spaces only (a grid of thousands helps nobody).
   const FULL_GRID_LIMIT = 300;
   const PHONE_KEY = "parkweb-device";
+  const ANNOUNCE_KEY = "parkweb-announce";
+  const FORBIDDEN = 4403, ROLE_CHANGED = 4409;  // close codes from the server
 
-  let lots = new Map();      // lot id -> lot, with .calls: Map space -> call
+  let lots = new Map();      // lot id -> lot, with .calls: Map space -> call, .node: section
   let health = new Map();    // server id -> {connected, synced}
   let skew = 0;              // server clock minus this browser's clock, in ms
   let socket;
   let retry = 500;
+  let holdUntil = 0;         // no reconnect before this time (see drop)
+
+  // --- small helpers --------------------------------------------------------------------
 
   function csrf() {
     const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
@@ -40,48 +46,68 @@
     return node;
   }
 
-  function announce(text, isError) {
-    status.textContent = text;
-    status.classList.toggle("bad", Boolean(isError));
-  }
-
   function caller(call) {
     return `${call.caller_id_name || ""} ${call.caller_id_num || ""}`.trim() || "unknown caller";
   }
 
+  // Results of the user's own actions are always said; changes on the board only when the
+  // "Announce changes" box is ticked (a busy reception may want silence).
+  function say(text, isError) {
+    status.textContent = text;
+    status.classList.toggle("bad", Boolean(isError));
+  }
+
+  function announce(text) {
+    if (!announceBox || announceBox.checked) say(text);
+  }
+
+  function showBanner(text) {
+    if (banner.hidden || banner.textContent !== text) {  // an alert is re-read when rewritten
+      banner.textContent = text;
+      banner.hidden = false;
+    }
+  }
+
   // --- actions --------------------------------------------------------------------------
 
-  function act(lot, space, action, body) {
+  function act(lot, space, call, action, body) {
     const url = `/api/v1/tenants/${tenant}/lots/${lot.slug}/parked-calls/${space}/${action}/`;
     return fetch(url, {
       method: "POST", credentials: "same-origin",
       headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
-      body: JSON.stringify(body || {}),
+      // The call's id: if another call has taken the space meanwhile, nothing is done.
+      body: JSON.stringify({...body, call: call.id}),
     }).then(async response => {
       if (response.ok) {
-        announce(action === "retrieve" ? `Ringing ${body.device} for space ${space}.`
-                                       : `Hanging up the call in space ${space}.`);
+        say(action === "retrieve" ? `Ringing ${body.device} for space ${space}.`
+                                  : `Hanging up the call in space ${space}.`);
         return;
       }
       let detail = `the server answered ${response.status}`;
       try { detail = Object.values(await response.json()).flat().join(" ") || detail; } catch (e) { /* not JSON */ }
-      announce(`Space ${space}: ${detail}`, true);
-    }).catch(() => announce(`Space ${space}: the server could not be reached.`, true));
+      say(`Space ${space}: ${detail}`, true);
+    }).catch(() => say(`Space ${space}: the server could not be reached.`, true));
   }
 
-  function retrieve(lot, space) {
+  function retrieve(lot, space, call) {
     const device = phone.value.trim();
     if (!device) {
-      announce("Enter your phone (like PJSIP/alice) first, then press Retrieve again.", true);
+      say("Enter your phone (like PJSIP/alice) first, then press Retrieve again.", true);
       phone.focus();
       return;
     }
     localStorage.setItem(PHONE_KEY, device);
-    act(lot, space, "retrieve", {device});
+    act(lot, space, call, "retrieve", {device});
   }
 
   function hangup(lot, space, call) {
-    if (confirm(`Hang up ${caller(call)} in space ${space}?`)) act(lot, space, "hangup");
+    if (!confirm(`Hang up ${caller(call)} in space ${space}?`)) return;
+    const current = lot.calls.get(space);
+    if (!current || current.id !== call.id) {
+      say(`Space ${space}: that call is no longer parked there; nothing was done.`, true);
+      return;
+    }
+    act(lot, space, call, "hangup", {});
   }
 
   // --- drawing --------------------------------------------------------------------------
@@ -99,10 +125,10 @@
     item.append(el("span", {"class": "parked", "data-since": call.parked_at}));
     if (call.timeout_at) item.append(el("span", {"class": "countdown", "data-until": call.timeout_at}));
     if (canAct) {
-      const pick = el("button", {"type": "button", "class": "retrieve",
+      const pick = el("button", {"type": "button", "class": "retrieve", "data-action": "retrieve",
                                  "aria-label": `Retrieve space ${space} to my phone`}, "Retrieve");
-      pick.addEventListener("click", () => retrieve(lot, space));
-      const hang = el("button", {"type": "button", "class": "hangup secondary",
+      pick.addEventListener("click", () => retrieve(lot, space, call));
+      const hang = el("button", {"type": "button", "class": "hangup secondary", "data-action": "hangup",
                                  "aria-label": `Hang up the call in space ${space}`}, "Hang up");
       hang.addEventListener("click", () => hangup(lot, space, call));
       const actions = el("span", {"class": "actions"});
@@ -112,23 +138,22 @@
     tickWithin(item);
   }
 
-  function spaceItem(lot, space) {
+  function newSpace(lot, space) {
     const item = el("li", {"data-space": String(space), "tabindex": "-1"});
     fillSpace(item, lot, space);
     return item;
   }
 
-  function fullGrid(lot) {
+  function showsEverySpace(lot) {
     return lot.last_space - lot.first_space < FULL_GRID_LIMIT;
   }
 
   function drawSummary(lot) {
-    const section = lot.node;
     const size = lot.last_space - lot.first_space + 1;
     const server = health.get(lot.server);
-    const up = server && server.connected;
-    section.querySelector(".occupancy").textContent = `${lot.calls.size} of ${size} spaces busy`;
-    const pbx = section.querySelector(".pbx");
+    const up = Boolean(server && server.connected);
+    lot.node.querySelector(".occupancy").textContent = `${lot.calls.size} of ${size} spaces busy`;
+    const pbx = lot.node.querySelector(".pbx");
     pbx.textContent = up ? "PBX connected" : "PBX disconnected";
     pbx.className = "pbx " + (up ? "ok" : "bad");
   }
@@ -137,65 +162,76 @@
     const section = el("section", {"class": "lot", "data-lot": lot.asterisk_name,
                                    "aria-labelledby": `lot-${lot.id}`});
     const head = el("div", {"class": "lot-head"});
-    head.append(el("h2", {"id": `lot-${lot.id}`}, lot.name),
+    head.append(el("h2", {"id": `lot-${lot.id}`, "tabindex": "-1"}, lot.name),
                 el("span", {"class": "hint"}, `park on ${lot.parkext || "(no park extension)"} in ${lot.context}` +
                                               (lot.enabled ? "" : " · disabled")),
                 el("span", {"class": "occupancy"}), el("span", {"class": "pbx"}));
     const grid = el("ol", {"class": "spaces", "aria-label": `Spaces of ${lot.name}`});
-    if (fullGrid(lot)) {
-      for (let space = lot.first_space; space <= lot.last_space; space++) grid.append(spaceItem(lot, space));
+    if (showsEverySpace(lot)) {
+      for (let space = lot.first_space; space <= lot.last_space; space++) grid.append(newSpace(lot, space));
     } else {
       head.append(el("p", {"class": "hint"},
         `${lot.first_space}-${lot.last_space}: too many spaces to draw, so only busy ones are shown.`));
-      [...lot.calls.keys()].sort((a, b) => a - b).forEach(space => grid.append(spaceItem(lot, space)));
+      [...lot.calls.keys()].sort((a, b) => a - b).forEach(space => grid.append(newSpace(lot, space)));
     }
     section.append(head, grid);
     lot.node = section;
+    lot.grid = grid;
     drawSummary(lot);
     return section;
   }
 
+  // Where focus is on the board, as {lot, space, action}, to put it back after a redraw.
+  function focusedPlace() {
+    const active = document.activeElement;
+    const item = active && root.contains(active) ? active.closest("li[data-space]") : null;
+    if (!item) return null;
+    return {lot: item.closest("section").dataset.lot, space: item.dataset.space,
+            action: active.dataset.action || null};
+  }
+
+  function restoreFocus(place, fallback) {
+    const item = root.querySelector(`section[data-lot="${place.lot}"] li[data-space="${place.space}"]`);
+    const button = item && place.action && item.querySelector(`[data-action="${place.action}"]`);
+    (button || item || fallback).focus();
+  }
+
   function drawAll() {
-    const focused = document.activeElement && root.contains(document.activeElement)
-      ? document.activeElement.closest("li[data-space]") : null;
-    const keep = focused && [focused.closest("section").dataset.lot, focused.dataset.space];
+    const place = focusedPlace();
     root.replaceChildren(...[...lots.values()].map(drawLot));
     if (!lots.size) root.append(el("p", {}, "No parking lots yet."));
-    if (keep) {
-      const again = root.querySelector(`section[data-lot="${keep[0]}"] li[data-space="${keep[1]}"]`);
-      if (again) (again.querySelector("button") || again).focus();
-    }
+    if (place) restoreFocus(place, root.querySelector("h2") || document.getElementById("content"));
     drawBanner();
   }
 
-  // Redraw one space; focus inside it stays on the same kind of button, or on the space.
+  // Redraw the one space that changed, adding or removing it in a busy-only lot.
   function drawSpace(lot, space) {
-    const grid = lot.node.querySelector("ol.spaces");
-    let item = grid.querySelector(`li[data-space="${space}"]`);
-    const hadFocus = item && item.contains(document.activeElement);
-    const focusedClass = hadFocus && document.activeElement.classList[0];
-    if (!item && lot.calls.has(space)) {  // a big lot: insert the space in order
-      item = spaceItem(lot, space);
-      const after = [...grid.children].find(li => Number(li.dataset.space) > space);
-      grid.insertBefore(item, after || null);
-    } else if (item && !lot.calls.has(space) && !fullGrid(lot)) {
-      item.remove();
-      item = null;
-    } else if (item) {
+    const place = focusedPlace();
+    const hadFocus = place && place.lot === lot.asterisk_name && place.space === String(space);
+    const item = lot.grid.querySelector(`li[data-space="${space}"]`);
+    if (item && (showsEverySpace(lot) || lot.calls.has(space))) {
       fillSpace(item, lot, space);
+    } else if (item) {
+      item.remove();
+    } else if (lot.calls.has(space)) {
+      const after = [...lot.grid.children].find(li => Number(li.dataset.space) > space);
+      lot.grid.insertBefore(newSpace(lot, space), after || null);
     }
-    if (hadFocus) {
-      const target = item && (item.querySelector(`button.${focusedClass}`) || item);
-      (target || grid.closest("section")).focus();
-    }
+    if (hadFocus) restoreFocus(place, lot.node.querySelector("h2"));
     drawSummary(lot);
   }
 
+  function linkUp() {
+    return socket && socket.readyState === WebSocket.OPEN;
+  }
+
   function drawBanner() {
-    const down = [...health.values()].some(h => !h.connected);
-    if (socket && socket.readyState !== WebSocket.OPEN) return;  // the link banner wins
-    banner.hidden = !down;
-    banner.textContent = down ? "A PBX is disconnected: its spaces may be out of date." : "";
+    if (!linkUp()) return;  // the link's own banner stands
+    if ([...health.values()].some(h => !h.connected)) {
+      showBanner("A PBX is disconnected: its spaces may be out of date.");
+    } else {
+      banner.hidden = true;
+    }
   }
 
   function tickWithin(scope) {
@@ -235,18 +271,20 @@
     drawSpace(lot, call.space);
   }
 
+  function applyHealth(message) {
+    const before = health.get(message.server);
+    const wasReady = Boolean(before && before.connected && before.synced);
+    health.set(message.server, message);
+    lots.forEach(lot => { if (lot.server === message.server) drawSummary(lot); });
+    drawBanner();
+    // Back in touch with a PBX: what happened meanwhile comes in a fresh snapshot.
+    if (!wasReady && message.connected && message.synced) socket.send(JSON.stringify({type: "resync"}));
+  }
+
   function apply(message) {
-    if (message.type === "snapshot") {
-      loadSnapshot(message);
-    } else if (message.type === "health") {
-      health.set(message.server, message);
-      lots.forEach(lot => { if (lot.server === message.server) drawSummary(lot); });
-      drawBanner();
-      // Back in touch with the PBX: what happened meanwhile is in a fresh snapshot.
-      if (message.connected && message.synced) socket.send(JSON.stringify({type: "resync"}));
-    } else if (message.call) {
-      applyCall(message.type, message.call);
-    }
+    if (message.type === "snapshot") loadSnapshot(message);
+    else if (message.type === "health") applyHealth(message);
+    else if (message.call) applyCall(message.type, message.call);
   }
 
   function connect() {
@@ -254,16 +292,27 @@
     socket = new WebSocket(`${scheme}://${location.host}/ws/t/${tenant}/parking/`);
     socket.onopen = () => { retry = 500; };
     socket.onmessage = event => apply(JSON.parse(event.data));
-    socket.onclose = () => {
-      banner.hidden = false;
-      banner.textContent = "Live updates are disconnected; reconnecting...";
-      setTimeout(connect, retry);
+    socket.onclose = event => {
+      if (event.code === ROLE_CHANGED) { location.reload(); return; }
+      if (event.code === FORBIDDEN) {  // no longer allowed to watch: do not reconnect
+        showBanner("You are no longer allowed to watch this board (logged out, or removed " +
+                   "from this tenant). Reload the page to log in again.");
+        return;
+      }
+      showBanner("Live updates are disconnected; reconnecting...");
+      setTimeout(connect, Math.max(retry, holdUntil - Date.now()));
       retry = Math.min(retry * 2, 5000);
     };
   }
 
   if (phone) phone.value = localStorage.getItem(PHONE_KEY) || "";
-  window.parkwebBoard = {drop: () => socket.close()};  // lets tests (and people) cut the link
+  if (announceBox) {
+    announceBox.checked = localStorage.getItem(ANNOUNCE_KEY) !== "off";
+    announceBox.addEventListener("change", () => localStorage.setItem(ANNOUNCE_KEY, announceBox.checked ? "on" : "off"));
+  }
+  // Cut the live link, and keep it cut for `holdMs`: lets tests (and people) see the board
+  // catch up with what happened meanwhile.
+  window.parkwebBoard = {drop: (holdMs = 0) => { holdUntil = Date.now() + holdMs; socket.close(); }};
   setInterval(() => tickWithin(root), 1000);
   connect();
 })();

@@ -3,7 +3,7 @@
 from itertools import count
 
 from lots import services
-from lots.models import AsteriskServer, DialplanContext, ParkingLot
+from lots.models import AsteriskServer, DialplanContext, ParkedCall, ParkingLot
 from tenants.models import Tenant
 
 _seq = count(1)
@@ -68,4 +68,20 @@ def bulk_lots(server: AsteriskServer, tenant: Tenant, count: int, prefix: str = 
             parkpos_end=110 + (i % 10) * 20,
         )
         for i in range(count)
+    )
+
+
+def make_call(lot: ParkingLot, space: int, parked_at, **fields) -> ParkedCall:
+    """A parking episode in a lot, as the watcher would have recorded it."""
+    n = next(_seq)
+    return ParkedCall.objects.create(
+        server=lot.server,
+        lot=lot,
+        tenant=lot.tenant,
+        lot_name=lot.asterisk_name,
+        space=space,
+        parkee_channel=f"PJSIP/caller-{n}",
+        uniqueid=f"1700000000.{n}",
+        parked_at=parked_at,
+        **fields,
     )

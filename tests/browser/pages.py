@@ -45,7 +45,7 @@ def log_in(browser, username: str, landing: str = "Acme: parking lots", **contex
 
 
 def fill_lot(page: Page, **values) -> None:
-    page.goto(f"{BASE}/t/acme/lots/new/")
+    page.goto(f"{BASE}/t/acme/new-lot/")
     page.get_by_label("Display name").fill(values.get("name", "Reception"))
     page.get_by_label("Slug").fill(values.get("slug", "main"))
     page.get_by_label("Server").select_option(label="pbx-web")

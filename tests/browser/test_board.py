@@ -37,7 +37,7 @@ def test_operator_retrieves_and_hangs_up_by_keyboard_while_calls_arrive(site, br
     page = log_in(browser, "ola")
     page.goto(f"{BASE}/t/acme/board/")
     first = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)["ParkingSpace"]
-    expect(space(page, first)).to_be_visible(timeout=2_000)
+    expect(space(page, first)).to_be_visible(timeout=10_000)
 
     # Retrieve with no phone set: told so, and taken to the field.
     tab_to(page, f"Retrieve space {first} to my phone")
@@ -49,7 +49,7 @@ def test_operator_retrieves_and_hangs_up_by_keyboard_while_calls_arrive(site, br
     # Focus waits on space 1's button while another call parks beside it.
     tab_to(page, f"Retrieve space {first} to my phone")
     second = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)["ParkingSpace"]
-    expect(space(page, second)).to_be_visible(timeout=2_000)
+    expect(space(page, second)).to_be_visible(timeout=10_000)
     assert focused_name(page) == f"Retrieve space {first} to my phone"
 
     page.keyboard.press("Enter")
@@ -68,11 +68,12 @@ def test_operator_retrieves_and_hangs_up_by_keyboard_while_calls_arrive(site, br
 
 def test_the_board_tells_times_by_the_servers_clock(site, browser, asterisk):
     create_live_lot(log_in(browser, "ada"))
-    page = log_in(browser, "ola")
-    # This PC's clock is two hours slow.
-    page.add_init_script("{ const real = Date.now; Date.now = () => real() - 7_200_000; }")
-    page.goto(f"{BASE}/t/acme/board/")
     number = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)["ParkingSpace"]
-    busy = space(page, number)
-    expect(busy.locator(".parked")).to_have_text(re.compile(r"parked 0:0\d"), timeout=2_000)
-    expect(busy.locator(".countdown")).to_have_text(re.compile(r"times out in 0:[0-4]\d"))
+    for skew_ms in (-7_200_000, 7_200_000):  # this PC's clock two hours slow, then fast
+        page = log_in(browser, "ola")
+        page.add_init_script(f"{{ const real = Date.now; Date.now = () => real() + {skew_ms}; }}")
+        page.goto(f"{BASE}/t/acme/board/")
+        busy = space(page, number)
+        expect(busy.locator(".parked")).to_have_text(re.compile(r"^parked 0:[0-3]\d$"))
+        expect(busy.locator(".countdown")).to_have_text(re.compile(r"^times out in 0:[0-4]\d$"))
+        page.context.close()

@@ -39,10 +39,15 @@ def test_admin_creates_a_lot_sees_it_live_and_watches_a_call_on_the_board(site, 
     )
     board.screenshot(path=str(ARTIFACTS / "board.png"), full_page=True)
 
-    # The board survives a dropped websocket: banner, then resync.
-    board.evaluate("window.parkwebBoard.drop()")
+    # The board survives a dropped websocket: banner, then resync, which brings the call
+    # parked while the link was down.
+    board.evaluate("window.parkwebBoard.drop(3000)")
     expect(board.locator("#banner")).to_be_visible()
+    meanwhile = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)["ParkingSpace"]
+    assert meanwhile != event["ParkingSpace"]
+    expect(space(board, meanwhile, busy=False)).to_be_visible()  # not seen yet: link down
     expect(board.locator("#banner")).to_be_hidden(timeout=10_000)
+    expect(space(board, meanwhile)).to_be_visible()
     expect(occupied).to_be_visible()
 
     off_loop(asterisk.originate, f"Local/{event['ParkingSpace']}@acme-parking", 2)  # retrieve
@@ -61,7 +66,7 @@ def test_viewer_sees_no_edit_or_action_buttons(site, browser, asterisk):
     event = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)
     page.goto(f"{BASE}/t/acme/board/")
     busy = space(page, event["ParkingSpace"])
-    expect(busy).to_be_visible(timeout=5_000)
+    expect(busy).to_be_visible(timeout=10_000)
     expect(busy.get_by_role("button")).to_have_count(0)
     expect(page.get_by_label("Your phone, for Retrieve")).to_have_count(0)
     # The server refuses anyway: the API action, and the admin pages.

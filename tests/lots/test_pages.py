@@ -55,7 +55,7 @@ def lot_post(server, context, **overrides):
 
 
 @pytest.mark.parametrize(
-    "path", ["/t/acme/", "/t/acme/board/", "/t/acme/history/", "/t/acme/lots/new/"]
+    "path", ["/t/acme/", "/t/acme/board/", "/t/acme/history/", "/t/acme/new-lot/"]
 )
 def test_pages_need_login_and_membership(people, path):
     assert Client().get(path).status_code == 302  # to the login page
@@ -65,7 +65,7 @@ def test_pages_need_login_and_membership(people, path):
 
 def test_admin_creates_a_lot_and_sees_its_integration_snippet(people, server, acme_ctx):
     client = client_for(people["boss"])
-    response = client.post("/t/acme/lots/new/", lot_post(server, acme_ctx))
+    response = client.post("/t/acme/new-lot/", lot_post(server, acme_ctx))
     assert response.status_code == 302
     page = client.get(response["Location"]).content.decode()
     assert "include => acme-parking" in page
@@ -75,7 +75,7 @@ def test_admin_creates_a_lot_and_sees_its_integration_snippet(people, server, ac
 def test_invalid_input_shows_the_message_next_to_the_field(people, acme, server, acme_ctx):
     make_lot(acme, acme_ctx, "main", name="Reception", parkpos_start=701, parkpos_end=719)
     response = client_for(people["boss"]).post(
-        "/t/acme/lots/new/", lot_post(server, acme_ctx, parkpos_start="715")
+        "/t/acme/new-lot/", lot_post(server, acme_ctx, parkpos_start="715")
     )
     page = response.content.decode()
     assert response.status_code == 200
@@ -88,14 +88,14 @@ def test_viewer_sees_no_edit_button_and_cannot_post(people, acme, server, acme_c
     client = client_for(people["watcher"])
     page = client.get("/t/acme/lots/main/").content.decode()
     assert ">Save<" not in page and "New lot" not in client.get("/t/acme/").content.decode()
-    assert client.post("/t/acme/lots/new/", lot_post(server, acme_ctx)).status_code == 403
+    assert client.post("/t/acme/new-lot/", lot_post(server, acme_ctx)).status_code == 403
     board = client.get("/t/acme/board/").content.decode()
     assert 'data-can-act="0"' in board
     assert 'data-can-act="1"' in client_for(people["desk"]).get("/t/acme/board/").content.decode()
 
 
 def test_another_tenants_context_is_not_offered(people, server, globex_ctx):
-    response = client_for(people["boss"]).post("/t/acme/lots/new/", lot_post(server, globex_ctx))
+    response = client_for(people["boss"]).post("/t/acme/new-lot/", lot_post(server, globex_ctx))
     assert "context" in response.context["form"].errors
 
 
@@ -187,16 +187,106 @@ def test_the_comeback_policy_is_told_in_words_with_its_asterisk_options(
     people, acme, server, acme_ctx
 ):
     client = client_for(people["boss"])
-    page = client.get("/t/acme/lots/new/").content.decode()  # the defaults
+    page = client.get("/t/acme/new-lot/").content.decode()  # the defaults
     assert "After 45 s, the call rings the phone that parked it for 30 s" in page
     assert "<code>comebacktoorigin = yes</code>" in page
 
     post = lot_post(server, acme_ctx, comebackcontext=acme_ctx.pk, parkingtime="90")
     del post["comebacktoorigin"]
-    response = client.post("/t/acme/lots/new/", post, follow=True)
+    response = client.post("/t/acme/new-lot/", post, follow=True)
     page = response.content.decode()
     assert "After 90 s, the call goes to the context acme-parking" in page
     assert "<code>comebackcontext = acme-parking</code>" in page
 
-    response = client.post("/t/acme/lots/new/", lot_post(server, acme_ctx, parkingtime="0"))
+    response = client.post("/t/acme/new-lot/", lot_post(server, acme_ctx, parkingtime="0"))
     assert "it never times out" in response.content.decode()
+
+
+def test_history_filters_charts_and_pages(people, acme, acme_ctx, settings):
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from tests.factories import make_call
+
+    settings.TIME_ZONE = "Europe/Paris"
+    main = make_lot(acme, acme_ctx, "main", name="Reception", parkpos_start=701, parkpos_end=709)
+    side = make_lot(acme, acme_ctx, "side", name="Side", parkpos_start=801, parkpos_end=809)
+    day = datetime(2026, 3, 2, tzinfo=ZoneInfo("Europe/Paris"))
+    at = day + timedelta(hours=9)  # 09:00 in Paris, 08:00 UTC
+    for i in range(3):
+        make_call(
+            main,
+            701,
+            at,
+            ended_at=at + timedelta(seconds=20),
+            outcome="retrieved",
+            caller_id_num=f"55510{i}",
+        )
+    make_call(
+        main,
+        702,
+        at,
+        ended_at=at + timedelta(seconds=50),
+        outcome="timed_out",
+        caller_id_name="Ms Late",
+    )
+    make_call(side, 801, at + timedelta(hours=5))  # still parked
+    for i in range(60):  # an older day, for paging
+        make_call(side, 802, day - timedelta(days=2, minutes=i), ended_at=day, outcome="abandoned")
+    client = client_for(people["watcher"])
+
+    response = client.get("/t/acme/history/", {"day": "2026-03-02"})
+    stats, page = response.context["stats"], response.context["page"]
+    assert stats.total == 5 and dict(stats.hours)["9:00"] == 4 and dict(stats.hours)["14:00"] == 1
+    assert stats.outcomes == [("retrieved", 3), ("still parked", 1), ("timed out", 1)]
+    assert stats.average_wait == round((3 * 20 + 50) / 4)
+    assert page.paginator.count == 5
+    html = response.content.decode()
+    assert "retrieved: 3 (60%)" in html and "the busiest hour 9:00 with 4" in html
+
+    narrowed = client.get("/t/acme/history/", {"lot": "main", "outcome": "timed_out"})
+    assert [c.caller_id_name for c in narrowed.context["page"]] == ["Ms Late"]
+    by_caller = client.get("/t/acme/history/", {"caller": "55510"})
+    assert by_caller.context["page"].paginator.count == 3
+    still = client.get("/t/acme/history/", {"outcome": "parked"})
+    assert [c.space for c in still.context["page"]] == [801]
+
+    # Sixty older calls: pages of fifty, links keep the filters.
+    older = client.get("/t/acme/history/", {"lot": "side", "page": "2"})
+    assert older.context["page"].number == 2 and len(older.context["page"]) == 11
+    assert 'href="?lot=side&amp;page=1"' in older.content.decode()
+
+    # Bad filters: the message names the field, and nothing is listed.
+    assert "day" in client.get("/t/acme/history/", {"day": "9999-12-31"}).context["filters"].errors
+    bad = client.get("/t/acme/history/", {"day": "yesterday", "lot": "globex-lot"})
+    errors = bad.context["filters"].errors
+    assert "Enter a valid date." in errors["day"] and "lot" in errors
+    assert bad.context["page"].paginator.count == 0
+    assert 'id="id_day_error"' in bad.content.decode()
+
+
+def test_a_lot_whose_slug_is_new_opens_like_any_other(people, acme, acme_ctx):
+    make_lot(acme, acme_ctx, "new", name="The new one")
+    page = client_for(people["boss"]).get("/t/acme/lots/new/").content.decode()
+    assert "Lot The new one" in page
+
+
+def test_a_lot_that_lost_a_race_is_refused_next_to_the_field(
+    people, acme, server, acme_ctx, monkeypatch
+):
+    from lots import services
+
+    save = services.lot_save
+
+    def rival_saves_first(lot, **kwargs):  # between the form's check and the locked save
+        make_lot(
+            acme, acme_ctx, "rival", name="Rival", parkext="", parkpos_start=715, parkpos_end=716
+        )
+        return save(lot, **kwargs)
+
+    monkeypatch.setattr(services, "lot_save", rival_saves_first)
+    response = client_for(people["boss"]).post("/t/acme/new-lot/", lot_post(server, acme_ctx))
+    assert response.status_code == 200
+    assert "lot &#x27;Rival&#x27;" in response.content.decode()
+    assert "parkpos_start" in response.context["form"].errors
+    assert not ParkingLot.objects.filter(slug="sales").exists()
