@@ -24,6 +24,7 @@ TENANT_PAGES = [
     "/t/acme/history/",
     "/t/acme/members/",
     "/t/acme/api-keys/",
+    "/accounts/password_change/",
 ]
 PUBLIC_PAGES = ["/accounts/login/", "/accounts/password_reset/"]
 
