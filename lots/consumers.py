@@ -1,9 +1,13 @@
 """The live parking board's websocket: /ws/t/<tenant-slug>/parking/."""
 
 import asyncio
+from importlib import import_module
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare
 
 from tenants.models import Tenant
 from tenants.scoping import role_of
@@ -23,9 +27,19 @@ def _tenant_and_role(user, slug: str):
 
 
 @database_sync_to_async
-def _role(user, tenant):
-    user.refresh_from_db(fields=["is_active"])
-    return role_of(user, tenant) if user.is_active else None
+def _role_now(user, tenant, session_key: str | None):
+    """The user's role in the tenant now, or None when the user is inactive or the login
+    session is over (logged out, or the password changed elsewhere)."""
+    user = get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
+    if user is None:
+        return None
+    if session_key is not None:
+        data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+        if str(data.get(SESSION_KEY)) != str(user.pk) or not constant_time_compare(
+            data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()
+        ):
+            return None
+    return role_of(user, tenant)
 
 
 class ParkingConsumer(AsyncJsonWebsocketConsumer):
@@ -41,8 +55,9 @@ class ParkingConsumer(AsyncJsonWebsocketConsumer):
         self.tenant, self.role, self.user = tenant, role, user
         self.groups_joined = [tenant_group(tenant.pk), user_group(user.pk)]
         session = self.scope.get("session")
-        if session is not None and session.session_key:
-            self.groups_joined.append(session_group(session.session_key))
+        self.session_key = session.session_key if session is not None else None
+        if self.session_key:
+            self.groups_joined.append(session_group(self.session_key))
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         self.next_snapshot_at = 0.0
@@ -71,7 +86,7 @@ class ParkingConsumer(AsyncJsonWebsocketConsumer):
             await self.send_snapshot()
 
     async def still_allowed(self) -> bool:
-        role = await _role(self.user, self.tenant)
+        role = await _role_now(self.user, self.tenant, self.session_key)
         if role is None:
             await self.close(code=FORBIDDEN)
         elif role != self.role:
@@ -81,7 +96,7 @@ class ParkingConsumer(AsyncJsonWebsocketConsumer):
     async def access_changed(self, event) -> None:
         if event.get("logged_out"):
             await self.close(code=FORBIDDEN)
-        elif event.get("tenant") == self.tenant.pk:
+        elif event.get("user") or event.get("tenant") == self.tenant.pk:
             await self.still_allowed()
 
     async def parking_message(self, event) -> None:

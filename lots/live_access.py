@@ -1,6 +1,7 @@
 """Who may keep watching a live board. A websocket is checked when it opens; these signals
-tell the open ones when that changes (membership removed or changed, user deactivated,
-logout), so a removed member stops receiving caller IDs at once, not at the next reload."""
+tell the open ones when that changes (membership removed or changed, user deactivated or
+given a new password, logout), so a removed member stops receiving caller IDs at once,
+not at the next reload."""
 
 from __future__ import annotations
 
@@ -39,9 +40,11 @@ def membership_changed(sender, instance, **kwargs) -> None:
     _tell(user_group(instance.user_id), tenant=instance.tenant_id)
 
 
-def user_saved(sender, instance, **kwargs) -> None:
-    if not instance.is_active:
-        _tell(user_group(instance.pk), logged_out=True)
+def user_saved(sender, instance, created=False, update_fields=None, **kwargs) -> None:
+    # Deactivated, or a new password (which ends the user's other sessions): each open
+    # socket checks its session and role again. A login only stamps last_login.
+    if not created and set(update_fields or ()) != {"last_login"}:
+        _tell(user_group(instance.pk), user=True)
 
 
 def logged_out(sender, request, user, **kwargs) -> None:

@@ -287,20 +287,31 @@
     else if (message.call) applyCall(message.type, message.call);
   }
 
+  // A refused websocket looks like a network failure to the browser, so when a reconnect
+  // never opens, ask the page itself: a redirect (to log in) or a 403/404 means this
+  // browser may no longer watch the board, and retrying would only hammer the server.
+  function stillAllowed() {
+    return fetch(location.pathname, {credentials: "same-origin", redirect: "manual", cache: "no-store"})
+      .then(r => r.type !== "opaqueredirect" && r.status !== 403 && r.status !== 404, () => true);
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
+    let opened = false;
     socket = new WebSocket(`${scheme}://${location.host}/ws/t/${tenant}/parking/`);
-    socket.onopen = () => { retry = 500; };
+    socket.onopen = () => { opened = true; retry = 500; };
     socket.onmessage = event => apply(JSON.parse(event.data));
-    socket.onclose = event => {
+    socket.onclose = async event => {
       if (event.code === ROLE_CHANGED) { location.reload(); return; }
-      if (event.code === FORBIDDEN) {  // no longer allowed to watch: do not reconnect
+      showBanner("Live updates are disconnected; reconnecting...");
+      // After FORBIDDEN try again at once: a new password gives this browser a new session.
+      const wait = event.code === FORBIDDEN ? 0 : retry;
+      if (!opened && !(await stillAllowed())) {
         showBanner("You are no longer allowed to watch this board (logged out, or removed " +
                    "from this tenant). Reload the page to log in again.");
         return;
       }
-      showBanner("Live updates are disconnected; reconnecting...");
-      setTimeout(connect, Math.max(retry, holdUntil - Date.now()));
+      setTimeout(connect, Math.max(wait, holdUntil - Date.now()));
       retry = Math.min(retry * 2, 5000);
     };
   }

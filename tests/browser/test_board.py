@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from lots.models import ParkedCall
+from tenants.models import Membership
 
 from .pages import BASE, create_live_lot, log_in, off_loop, space
 
@@ -77,3 +78,15 @@ def test_the_board_tells_times_by_the_servers_clock(site, browser, asterisk):
         expect(busy.locator(".parked")).to_have_text(re.compile(r"^parked 0:[0-3]\d$"))
         expect(busy.locator(".countdown")).to_have_text(re.compile(r"^times out in 0:[0-4]\d$"))
         page.context.close()
+
+
+def test_a_member_removed_while_watching_stops_seeing_calls(site, browser, asterisk):
+    create_live_lot(log_in(browser, "ada"))
+    page = log_in(browser, "vic")
+    page.goto(f"{BASE}/t/acme/board/")
+    expect(space(page, 701, busy=False)).to_be_visible()
+    off_loop(Membership.objects.filter(user__username="vic").delete)  # signals reach daphne
+    expect(page.locator("#banner")).to_contain_text("no longer allowed", timeout=10_000)
+    number = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)["ParkingSpace"]
+    page.wait_for_timeout(2_000)  # time enough for a call to show, had the link stayed
+    expect(space(page, number)).to_have_count(0)

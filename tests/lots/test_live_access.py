@@ -115,3 +115,32 @@ def test_resync_requests_get_at_most_one_snapshot_a_second(people):
     gaps = [later - earlier for earlier, later in zip([0.0, *times], times, strict=False)]
     assert all(gap >= RESYNC_INTERVAL * 0.9 for gap in gaps[1:]), times
     assert times[-1] >= 2 * RESYNC_INTERVAL * 0.9, times
+
+
+def test_a_password_changed_elsewhere_ends_the_other_sessions_boards(people):
+    first, second = logged_in(people["alice"]), logged_in(people["alice"])
+
+    def change_password(client):
+        response = client.post(
+            "/accounts/password_change/",
+            {
+                "old_password": "pw-alice-123",
+                "new_password1": "calm-lagoon-77",
+                "new_password2": "calm-lagoon-77",
+            },
+        )
+        assert response.status_code == 302
+
+    async def scenario():
+        here, elsewhere = await open_board(first), await open_board(second)
+        await sync_to_async(change_password)(first)
+        # Both sockets close: the session that changed it has a new key now (its browser
+        # reconnects with it), the other session is over.
+        assert await closed_with(elsewhere) == FORBIDDEN
+        assert await closed_with(here) == FORBIDDEN
+        again = await open_board(first)
+        await again.disconnect()
+        refused = communicator("acme", second.cookies["sessionid"].value)
+        assert not (await refused.connect())[0]
+
+    asyncio.run(scenario())
