@@ -4,7 +4,7 @@ bad input refused next to its field, roles, and a dropped websocket."""
 import pytest
 from playwright.sync_api import expect
 
-from lots.models import Deployment
+from lots.models import Deployment, ParkingLot
 
 from .pages import ARTIFACTS, BASE, create_live_lot, fill_lot, log_in, off_loop, space
 
@@ -79,3 +79,21 @@ def test_viewer_sees_no_edit_or_action_buttons(site, browser, asterisk):
     assert status == 403
     assert page.goto(f"{BASE}/t/acme/members/").status == 403
     assert page.goto(f"{BASE}/t/acme/api-keys/").status == 403
+
+
+def test_a_config_asterisk_refuses_is_reported_on_the_lot_page(site, browser, asterisk):
+    page = log_in(browser, "ada")
+    create_live_lot(page)
+    fill_lot(page, name="Night", slug="night", parkext="800", first="801", last="809")
+    expect(page.locator("#deployment")).to_contain_text("Live on pbx-web", timeout=20_000)
+    # Two lots whose spaces overlap, as only a validation bug could make: the next deploy,
+    # whatever lot it is for, is refused by Asterisk.
+    ParkingLot.objects.filter(slug="night").update(parkpos_start=705, parkpos_end=712)
+    fill_lot(page, name="Day", slug="day", parkext="900", first="901", last="909")
+    note = page.locator("#deployment")
+    expect(note).to_contain_text("Not applied on pbx-web: Asterisk refused", timeout=20_000)
+    expect(note).to_contain_text("previous configuration was restored")
+    expect(page.locator("#form-errors")).to_have_count(0)  # the form itself was valid
+    page.screenshot(path=str(ARTIFACTS / "lot-form-refused.png"), full_page=True)
+    event = off_loop(asterisk.park_call, "parkacme_main", "#72")  # still parks as before
+    assert 701 <= int(event["ParkingSpace"]) <= 709
