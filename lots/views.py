@@ -86,6 +86,7 @@ def _add_errors(form, refused: ValidationError) -> None:
 
 
 @tenant_page
+@transaction.atomic  # the form's check takes the server's row lock and holds it to the save
 def lot_edit(request, lot: str | None = None):
     instance = None
     if lot is not None:
@@ -100,7 +101,7 @@ def lot_edit(request, lot: str | None = None):
             field.disabled = True
     if request.method == "POST" and form.is_valid():
         try:
-            # Checked again under the server's lock: another save may have won meanwhile.
+            # The service checks again; should it refuse, that shows like the form's errors.
             saved = services.lot_save(
                 form.save(commit=False), actor=services.Actor.of(request.user)
             )
