@@ -6,6 +6,10 @@ from django.urls import include, path
 
 from lots import views as lot_views
 
+admin.site.site_header = "parkweb operator admin"
+admin.site.site_title = "parkweb admin"
+admin.site.index_title = "Servers, tenants, lots and deployments"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("lots.api.urls")),

@@ -5,6 +5,8 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
+from lots.models import ParkingLot
+
 from .pages import ARTIFACTS, BASE, create_live_lot, fill_lot, goto, log_in, off_loop
 
 pytestmark = pytest.mark.integration
@@ -72,6 +74,30 @@ def test_every_page_passes_an_accessibility_audit(busy_site, browser):
     for path in PUBLIC_PAGES:
         goto(anonymous, path)
         problems[path] = violations(anonymous)
+    assert {path: found for path, found in problems.items() if found} == {}
+
+
+def test_the_operator_admin_passes_the_same_audit(busy_site, browser):
+    page = browser.new_page()
+    goto(page, "/admin/login/")
+    problems = {"/admin/login/": violations(page)}
+    page.get_by_label("Username").fill("sam")
+    page.get_by_label("Password").fill("pw-sam-123")
+    page.get_by_role("button", name="Log in").click()
+    server, lot = busy_site.pk, ParkingLot.objects.get().pk
+    for path in [
+        "/admin/",
+        "/admin/lots/asteriskserver/",
+        f"/admin/lots/asteriskserver/{server}/change/",
+        f"/admin/lots/asteriskserver/{server}/preview/",
+        "/admin/lots/parkinglot/",
+        f"/admin/lots/parkinglot/{lot}/change/",
+        "/admin/lots/deployment/",
+        "/admin/lots/parkedcall/",
+        "/admin/tenants/tenant/",
+    ]:
+        page.goto(BASE + path)
+        problems[path] = violations(page)
     assert {path: found for path, found in problems.items() if found} == {}
 
 
