@@ -4,7 +4,7 @@ import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -104,7 +104,7 @@ def pending_change(server: AsteriskServer) -> PendingChange:
     )
 
 
-LOT_MENTION = re.compile(r"\blot (\w+)")
+LOT_MENTION = re.compile(r"\blot ([a-z][a-z0-9-]*_[a-z][a-z0-9-]*)")  # <tenant>_<lot>
 
 
 def deployment_error_for(tenant: Tenant, deployment: Deployment) -> str:
@@ -203,9 +203,9 @@ def board_snapshot(tenant: Tenant) -> dict:
 
 @dataclass(frozen=True)
 class HistoryStats:
-    """Parks per hour over a 24-hour window, how they ended, and how long they waited."""
+    """Parks per hour over a window, how they ended, and how long they waited."""
 
-    hours: list[tuple[str, int]]  # (label like "14:00", parks starting in that hour)
+    hours: list[tuple[str, int]]  # (local start like "14:00", parks starting in that hour)
     outcomes: list[tuple[str, int]]  # (outcome as people say it, count), most first, then A-Z
     average_wait: int | None  # seconds from park to end, over the calls that ended
 
@@ -214,25 +214,30 @@ class HistoryStats:
         return sum(count for _, count in self.hours)
 
 
-def history_stats(calls: QuerySet[ParkedCall], start: datetime) -> HistoryStats:
-    """Statistics of the calls parked in the 24 hours from `start` (one bounded query)."""
-    end = start + timedelta(days=1)
+HOUR = timedelta(hours=1)
+
+
+def history_stats(calls: QuerySet[ParkedCall], start: datetime, end: datetime) -> HistoryStats:
+    """Statistics of the calls parked in [start, end) (one bounded query). Hours are real
+    hours, counted in UTC and labelled in local time, so a day when the clocks change has
+    23 or 25 of them."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     rows = calls.filter(parked_at__gte=start, parked_at__lt=end).values_list(
         "parked_at", "ended_at", "outcome"
     )
-    per_hour = [0] * 24
+    per_hour = [0] * max(1, round((end - start) / HOUR))
     outcomes: Counter[str] = Counter()
     waits = []
     labels = dict(ParkedCall.Outcome.choices)
     for parked, ended, outcome in rows:
-        per_hour[min(23, int((parked - start).total_seconds() // 3600))] += 1
+        per_hour[min(len(per_hour) - 1, int((parked - start) // HOUR))] += 1
         outcomes[labels.get(outcome, "still parked")] += 1
         if ended:
             waits.append((ended - parked).total_seconds())
+    local = [timezone.localtime(start + i * HOUR) for i in range(len(per_hour))]
     return HistoryStats(
         hours=[
-            (f"{timezone.localtime(start + timedelta(hours=i)).hour}:00", count)
-            for i, count in enumerate(per_hour)
+            (f"{t.hour}:{t.minute:02d}", count) for t, count in zip(local, per_hour, strict=True)
         ],
         outcomes=sorted(outcomes.items(), key=lambda item: (-item[1], item[0])),
         average_wait=round(sum(waits) / len(waits)) if waits else None,

@@ -76,7 +76,8 @@ def dashboard(request):
 
 @tenant_page
 def board(request):
-    return render(request, "lots/board.html", {})
+    lots = scoped(ParkingLot, request.tenant).select_related("tenant").order_by("name", "pk")
+    return render(request, "lots/board.html", {"lots": lots})
 
 
 def _add_errors(form, refused: ValidationError) -> None:
@@ -152,6 +153,7 @@ def _charts(stats: selectors.HistoryStats) -> dict:
     ]
     return {
         "hours": hours,
+        "hours_width": 20 * len(hours),
         "hours_summary": (
             f"{stats.total} in all, the busiest hour {busiest[0]} with {busiest[1]}"
             if busiest
@@ -174,13 +176,14 @@ def history(request):
     elif filters.is_bound:
         calls = filters.apply(calls)
         day = filters.cleaned_data["day"]
-    if day:
+    if day:  # midnight to midnight, local time
         start = timezone.make_aware(datetime.combine(day, time.min))
-        calls = calls.filter(parked_at__gte=start, parked_at__lt=start + timedelta(days=1))
+        end = timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
+        calls = calls.filter(parked_at__gte=start, parked_at__lt=end)
     else:  # the last 24 hours, in whole hours: the last bar is the hour now running
-        hour = timezone.localtime().replace(minute=0, second=0, microsecond=0)
-        start = hour - timedelta(hours=23)
-    stats = selectors.history_stats(calls, start)
+        end = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        start = end - timedelta(hours=24)
+    stats = selectors.history_stats(calls, start, end)
     query = request.GET.copy()
     query.pop("page", None)
     return render(

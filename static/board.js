@@ -9,6 +9,7 @@
   const status = document.getElementById("board-status");
   const phone = document.getElementById("my-phone");
   const announceBox = document.getElementById("announce");
+  const lotPicker = document.getElementById("show-lot");  // only when there are several lots
   const tenant = root.dataset.tenant;
   const canAct = root.dataset.canAct === "1";
   // Lots bigger than this show their busy spaces only (a grid of thousands helps nobody).
@@ -196,9 +197,16 @@
     (button || item || fallback).focus();
   }
 
+  // One lot only, when picked: the others stay up to date, hidden.
+  function showPicked() {
+    const picked = lotPicker ? lotPicker.value : "";
+    lots.forEach(lot => { lot.node.hidden = Boolean(picked) && lot.asterisk_name !== picked; });
+  }
+
   function drawAll() {
     const place = focusedPlace();
     root.replaceChildren(...[...lots.values()].map(drawLot));
+    showPicked();
     if (!lots.size) root.append(el("p", {}, "No parking lots yet."));
     if (place) restoreFocus(place, root.querySelector("h2") || document.getElementById("content"));
     drawBanner();
@@ -259,14 +267,15 @@
   function applyCall(type, call) {
     const lot = lots.get(call.lot);
     if (!lot) return;
+    const tell = lot.node.hidden ? () => {} : announce;  // hidden lots change silently
     const current = lot.calls.get(call.space);
     if (call.ended_at) {
       if (!current || current.id !== call.id) return;  // already replaced (a swap)
       lot.calls.delete(call.space);
-      announce(`Space ${call.space} in ${lot.name} is free (${type.replace("_", " ")}).`);
+      tell(`Space ${call.space} in ${lot.name} is free (${type.replace("_", " ")}).`);
     } else {
       lot.calls.set(call.space, call);
-      announce(`${caller(call)} parked in space ${call.space} of ${lot.name}.`);
+      tell(`${caller(call)} parked in space ${call.space} of ${lot.name}.`);
     }
     drawSpace(lot, call.space);
   }
@@ -290,9 +299,17 @@
   // A refused websocket looks like a network failure to the browser, so when a reconnect
   // never opens, ask the page itself: a redirect (to log in) or a 403/404 means this
   // browser may no longer watch the board, and retrying would only hammer the server.
-  function stillAllowed() {
+  function probe() {
     return fetch(location.pathname, {credentials: "same-origin", redirect: "manual", cache: "no-store"})
       .then(r => r.type !== "opaqueredirect" && r.status !== 403 && r.status !== 404, () => true);
+  }
+
+  // Asked twice, a second apart: a browser whose session was just renewed (a new
+  // password) may send its old cookie once.
+  async function stillAllowed() {
+    if (await probe()) return true;
+    await new Promise(done => setTimeout(done, 1000));
+    return probe();
   }
 
   function connect() {
@@ -304,8 +321,8 @@
     socket.onclose = async event => {
       if (event.code === ROLE_CHANGED) { location.reload(); return; }
       showBanner("Live updates are disconnected; reconnecting...");
-      // After FORBIDDEN try again at once: a new password gives this browser a new session.
-      const wait = event.code === FORBIDDEN ? 0 : retry;
+      // After FORBIDDEN try again soon: a new password gives this browser a new session.
+      const wait = event.code === FORBIDDEN ? 1000 : retry;
       if (!opened && !(await stillAllowed())) {
         showBanner("You are no longer allowed to watch this board (logged out, or removed " +
                    "from this tenant). Reload the page to log in again.");
@@ -316,6 +333,16 @@
     };
   }
 
+  if (lotPicker) {
+    const wanted = new URLSearchParams(location.search).get("lot") || "";
+    if ([...lotPicker.options].some(o => o.value === wanted)) lotPicker.value = wanted;
+    lotPicker.addEventListener("change", () => {
+      const url = new URL(location.href);
+      if (lotPicker.value) url.searchParams.set("lot", lotPicker.value); else url.searchParams.delete("lot");
+      history.replaceState(null, "", url);  // a bookmark or reload keeps the choice
+      showPicked();
+    });
+  }
   if (phone) phone.value = localStorage.getItem(PHONE_KEY) || "";
   if (announceBox) {
     announceBox.checked = localStorage.getItem(ANNOUNCE_KEY) !== "off";

@@ -90,3 +90,28 @@ def test_a_member_removed_while_watching_stops_seeing_calls(site, browser, aster
     number = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)["ParkingSpace"]
     page.wait_for_timeout(2_000)  # time enough for a call to show, had the link stayed
     expect(space(page, number)).to_have_count(0)
+
+
+def test_the_board_shows_one_lot_when_picked_and_keeps_the_others_current(site, browser, asterisk):
+    admin = log_in(browser, "ada")
+    create_live_lot(admin)
+    create_live_lot(admin, name="Night", slug="night", parkext="800", first="801", last="809")
+    page = log_in(browser, "ola")
+    page.goto(f"{BASE}/t/acme/board/")
+    main, night = (
+        page.locator("section[data-lot='acme_main']"),
+        page.locator("section[data-lot='acme_night']"),
+    )
+    expect(night).to_be_visible()
+    page.get_by_label("Show").select_option(label="Reception")
+    expect(night).to_be_hidden()
+    assert page.url.endswith("?lot=acme_main")
+    page.reload()  # the choice is in the address
+    expect(main).to_be_visible()
+    expect(night).to_be_hidden()
+
+    number = off_loop(asterisk.park_call, "parkacme_night", "#72", keep=True)["ParkingSpace"]
+    expect(night.locator(f"li.space.busy[data-space='{number}']")).to_be_attached(timeout=10_000)
+    expect(page.locator("#board-status")).not_to_contain_text("Night")  # hidden: silent
+    page.get_by_label("Show").select_option(label="every lot")
+    expect(space(page, number)).to_be_visible()

@@ -290,3 +290,39 @@ def test_a_lot_that_lost_a_race_is_refused_next_to_the_field(
     assert "lot &#x27;Rival&#x27;" in response.content.decode()
     assert "parkpos_start" in response.context["form"].errors
     assert not ParkingLot.objects.filter(slug="sales").exists()
+
+
+def test_deploy_errors_keep_a_hyphenated_tenants_own_problems():
+    from lots.models import Deployment
+    from lots.selectors import deployment_error_for
+    from tenants.models import Tenant
+
+    deployment = Deployment(
+        error="Asterisk does not run what was written: lot front-desk_main: not running; "
+        "lot front_x: disabled; lot other-co_main: not running"
+    )
+    told = deployment_error_for(Tenant(slug="front-desk"), deployment)
+    assert told == (
+        "Asterisk does not run what was written: lot front-desk_main: not running; "
+        "2 problems in other tenants' lots."
+    )
+
+
+def test_history_of_a_day_when_the_clocks_change_has_its_real_hours(
+    people, acme, acme_ctx, settings
+):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from tests.factories import make_call
+
+    settings.TIME_ZONE = "Europe/Paris"  # 2026-03-29: 02:00 becomes 03:00
+    paris = ZoneInfo("Europe/Paris")
+    main = make_lot(acme, acme_ctx, "main", parkpos_start=701, parkpos_end=709)
+    make_call(main, 701, datetime(2026, 3, 29, 1, 30, tzinfo=paris))
+    make_call(main, 702, datetime(2026, 3, 29, 3, 30, tzinfo=paris))
+    make_call(main, 703, datetime(2026, 3, 29, 23, 30, tzinfo=paris))
+    response = client_for(people["watcher"]).get("/t/acme/history/", {"day": "2026-03-29"})
+    hours = dict(response.context["stats"].hours)
+    assert len(response.context["stats"].hours) == 23 and "2:00" not in hours
+    assert hours["1:00"] == hours["3:00"] == hours["23:00"] == 1
