@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from common import fresh_database  # noqa: E402  (bench/ is on the path)
+from common import fresh_database, session_for, start_daphne  # noqa: E402  (bench/ is on the path)
 
 PORT = 8767
 REDIS = "redis://127.0.0.1:6379/10"
@@ -46,7 +45,6 @@ import redis  # noqa: E402
 from asgiref.sync import async_to_sync  # noqa: E402
 from channels.layers import get_channel_layer  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
@@ -94,12 +92,7 @@ def make_board(server: AsteriskServer, index: int, lots: int, size: int):
     )
     user = get_user_model().objects.create_user(f"viewer{index}", password="bench-pw-123")
     Membership.objects.create(user=user, tenant=tenant, role=Role.OPERATOR)
-    session = SessionStore()
-    session["_auth_user_id"] = str(user.pk)
-    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    session["_auth_user_hash"] = user.get_session_auth_hash()
-    session.create()
-    return tenant, made, session.session_key
+    return tenant, made, session_for(user)
 
 
 def change(lot: ParkingLot, space: int, n: int, parked: bool) -> dict:
@@ -200,24 +193,7 @@ def main() -> None:
     server = AsteriskServer.objects.create(name="bench-board", ami_host="127.0.0.1", ami_port=1)
     boards = [make_board(server, i, lots, size) for i, (lots, size) in enumerate(SCENARIOS)]
     env = {**os.environ, "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1", "SECURE_COOKIES": "0"}
-    log = open(ROOT / "artifacts" / "bench-board-daphne.log", "w")  # noqa: SIM115
-    web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(PORT),
-            "parkweb.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    web = start_daphne(PORT, env, "bench-board-daphne")
     try:
         time.sleep(2)
         with sync_playwright() as playwright:

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -26,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from common import fresh_database  # noqa: E402  (bench/ is on the path)
+from common import fresh_database, session_for, start_daphne  # noqa: E402  (bench/ is on the path)
 
 PORT = 8765
 REDIS = "redis://127.0.0.1:6379/11"
@@ -45,7 +44,6 @@ django.setup()
 import redis  # noqa: E402
 import websockets  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from lots import services  # noqa: E402
@@ -85,20 +83,8 @@ def setup(tenants: int, box: Sandbox) -> tuple[AsteriskServer, dict[str, str]]:
         )
         user = users.create_user(f"user{i}", password="bench-pw-123")
         Membership.objects.create(user=user, tenant=tenant, role=Role.VIEWER)
-        session = SessionStore()
-        session["_auth_user_id"] = str(user.pk)
-        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-        session["_auth_user_hash"] = user.get_session_auth_hash()
-        session.create()
-        sessions[tenant.slug] = session.session_key
+        sessions[tenant.slug] = session_for(user)
     return server, sessions
-
-
-def start(name: str, args: list[str], env: dict) -> subprocess.Popen:
-    log = open(ROOT / "artifacts" / f"bench-live-{name}.log", "w")  # noqa: SIM115
-    return subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -215,20 +201,7 @@ def main() -> None:
     box = Sandbox.from_env_output(sandbox("start", "--name", "bench", "--ami-port", "5041").stdout)
     server, sessions = setup(args.tenants, box)
     env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "PARKWEB_WORKER_WATCHERS": "1"}
-    web = start(
-        "web",
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(PORT),
-            "parkweb.asgi:application",
-        ],
-        env,
-    )
+    web = start_daphne(PORT, env, "bench-live-web")
     worker = Worker("bench-live", env)  # the production worker: deploys and the watcher
     try:
         deadline = time.monotonic() + 60
