@@ -85,3 +85,27 @@ def make_call(lot: ParkingLot, space: int, parked_at, **fields) -> ParkedCall:
         parked_at=parked_at,
         **fields,
     )
+
+
+def lot_form_data(server: AsteriskServer, context: DialplanContext, **overrides) -> dict:
+    """A lot as a form posts it (tenant pages and admin): a valid lot "sales", 711-719."""
+    return {
+        "name": "Sales",
+        "slug": "sales",
+        "server": server.pk,
+        "context": context.pk,
+        "parkext": "710",
+        "parkpos_start": "711",
+        "parkpos_end": "719",
+        "parkingtime": "45",
+        "findslot": "first",
+        "enabled": "on",
+        "comebacktoorigin": "on",
+        "comebackdialtime": "30",
+        "parkedplay": "caller",
+        "parkedcalltransfers": "no",
+        "parkedcallreparking": "no",
+        "parkedcallhangup": "no",
+        "parkedcallrecording": "no",
+        **overrides,
+    }

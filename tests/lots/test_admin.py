@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from lots.models import AsteriskServer, ParkingLot
-from tests.factories import make_lot
+from tests.factories import lot_form_data, make_lot
 
 
 @pytest.fixture
@@ -60,28 +60,8 @@ def test_admin_server_edit_keeps_secret_when_left_empty(staff_client, server):
 
 
 def lot_form(acme, server, context, **overrides):
-    data = {
-        "tenant": acme.pk,
-        "server": server.pk,
-        "slug": "sales",
-        "name": "Sales",
-        "enabled": "on",
-        "context": context.pk,
-        "parkext": "700",
-        "parkpos_start": "705",
-        "parkpos_end": "712",
-        "findslot": "first",
-        "parkingtime": "45",
-        "comebacktoorigin": "on",
-        "comebackdialtime": "30",
-        "parkedplay": "caller",
-        "parkedcalltransfers": "no",
-        "parkedcallreparking": "no",
-        "parkedcallhangup": "no",
-        "parkedcallrecording": "no",
-    }
-    data.update(overrides)
-    return data
+    fields = {"parkext": "700", "parkpos_start": "705", "parkpos_end": "712", **overrides}
+    return lot_form_data(server, context, tenant=acme.pk, **fields)
 
 
 def test_admin_lot_form_shows_collision_next_to_the_field(staff_client, acme, server, acme_ctx):

@@ -6,7 +6,7 @@ from django.test import Client
 
 from lots.models import ParkingLot
 from tenants.models import Membership, Role
-from tests.factories import make_lot
+from tests.factories import lot_form_data, make_lot
 
 
 @pytest.fixture
@@ -30,30 +30,6 @@ def client_for(user) -> Client:
     return client
 
 
-def lot_post(server, context, **overrides):
-    data = {
-        "name": "Sales",
-        "slug": "sales",
-        "server": server.pk,
-        "context": context.pk,
-        "parkext": "710",
-        "parkpos_start": "711",
-        "parkpos_end": "719",
-        "parkingtime": "45",
-        "findslot": "first",
-        "enabled": "on",
-        "comebacktoorigin": "on",
-        "comebackdialtime": "30",
-        "parkedplay": "caller",
-        "parkedcalltransfers": "no",
-        "parkedcallreparking": "no",
-        "parkedcallhangup": "no",
-        "parkedcallrecording": "no",
-    }
-    data.update(overrides)
-    return data
-
-
 @pytest.mark.parametrize(
     "path", ["/t/acme/", "/t/acme/board/", "/t/acme/history/", "/t/acme/new-lot/"]
 )
@@ -65,7 +41,7 @@ def test_pages_need_login_and_membership(people, path):
 
 def test_admin_creates_a_lot_and_sees_its_integration_snippet(people, server, acme_ctx):
     client = client_for(people["boss"])
-    response = client.post("/t/acme/new-lot/", lot_post(server, acme_ctx))
+    response = client.post("/t/acme/new-lot/", lot_form_data(server, acme_ctx))
     assert response.status_code == 302
     page = client.get(response["Location"]).content.decode()
     assert "include => acme-parking" in page
@@ -75,7 +51,7 @@ def test_admin_creates_a_lot_and_sees_its_integration_snippet(people, server, ac
 def test_invalid_input_shows_the_message_next_to_the_field(people, acme, server, acme_ctx):
     make_lot(acme, acme_ctx, "main", name="Reception", parkpos_start=701, parkpos_end=719)
     response = client_for(people["boss"]).post(
-        "/t/acme/new-lot/", lot_post(server, acme_ctx, parkpos_start="715")
+        "/t/acme/new-lot/", lot_form_data(server, acme_ctx, parkpos_start="715")
     )
     page = response.content.decode()
     assert response.status_code == 200
@@ -88,14 +64,16 @@ def test_viewer_sees_no_edit_button_and_cannot_post(people, acme, server, acme_c
     client = client_for(people["watcher"])
     page = client.get("/t/acme/lots/main/").content.decode()
     assert ">Save<" not in page and "New lot" not in client.get("/t/acme/").content.decode()
-    assert client.post("/t/acme/new-lot/", lot_post(server, acme_ctx)).status_code == 403
+    assert client.post("/t/acme/new-lot/", lot_form_data(server, acme_ctx)).status_code == 403
     board = client.get("/t/acme/board/").content.decode()
     assert 'data-can-act="0"' in board
     assert 'data-can-act="1"' in client_for(people["desk"]).get("/t/acme/board/").content.decode()
 
 
 def test_another_tenants_context_is_not_offered(people, server, globex_ctx):
-    response = client_for(people["boss"]).post("/t/acme/new-lot/", lot_post(server, globex_ctx))
+    response = client_for(people["boss"]).post(
+        "/t/acme/new-lot/", lot_form_data(server, globex_ctx)
+    )
     assert "context" in response.context["form"].errors
 
 
@@ -191,14 +169,14 @@ def test_the_comeback_policy_is_told_in_words_with_its_asterisk_options(
     assert "After 45 s, the call rings the phone that parked it for 30 s" in page
     assert "<code>comebacktoorigin = yes</code>" in page
 
-    post = lot_post(server, acme_ctx, comebackcontext=acme_ctx.pk, parkingtime="90")
+    post = lot_form_data(server, acme_ctx, comebackcontext=acme_ctx.pk, parkingtime="90")
     del post["comebacktoorigin"]
     response = client.post("/t/acme/new-lot/", post, follow=True)
     page = response.content.decode()
     assert "After 90 s, the call goes to the context acme-parking" in page
     assert "<code>comebackcontext = acme-parking</code>" in page
 
-    response = client.post("/t/acme/new-lot/", lot_post(server, acme_ctx, parkingtime="0"))
+    response = client.post("/t/acme/new-lot/", lot_form_data(server, acme_ctx, parkingtime="0"))
     assert "it never times out" in response.content.decode()
 
 
@@ -285,7 +263,7 @@ def test_a_lot_that_lost_a_race_is_refused_next_to_the_field(
         return save(lot, **kwargs)
 
     monkeypatch.setattr(services, "lot_save", rival_saves_first)
-    response = client_for(people["boss"]).post("/t/acme/new-lot/", lot_post(server, acme_ctx))
+    response = client_for(people["boss"]).post("/t/acme/new-lot/", lot_form_data(server, acme_ctx))
     assert response.status_code == 200
     assert "lot &#x27;Rival&#x27;" in response.content.decode()
     assert "parkpos_start" in response.context["form"].errors
