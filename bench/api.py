@@ -42,7 +42,7 @@ from lots.models import AsteriskServer, Deployment, ParkingLot  # noqa: E402
 from parkweb.celery import app  # noqa: E402
 from tenants.apikeys import api_key_create  # noqa: E402
 from tenants.models import Role, Tenant  # noqa: E402
-from tests.factories import bulk_lots  # noqa: E402
+from tests.factories import bulk_lots, make_server  # noqa: E402
 from tests.integration.sandbox import Sandbox, sandbox  # noqa: E402
 from tests.integration.workers import (  # noqa: E402
     Worker,
@@ -81,15 +81,7 @@ def list_pages(lots: int, requests: int = 200) -> tuple[float, float, int]:
 def create_through_api(count: int, box: Sandbox) -> tuple[int, float]:
     """Create `count` lots with 8 threads; returns (reloads, seconds)."""
     app.conf.update(task_always_eager=True)
-    server = AsteriskServer(
-        name="bench-api",
-        ami_host=box.ami_host,
-        ami_port=box.ami_port,
-        ami_username=box.ami_user,
-        config_dir=str(box.config_dir),
-        lot_budget=count + 10,
-    )
-    services.server_save(server, ami_secret=box.ami_secret)
+    server = make_server("bench-api", lot_budget=count + 10, **box.server_fields())
     tenant = Tenant.objects.create(slug="prov", name="Provisioned")
     for i in range(count // 10):
         services.context_create(server=server, tenant=tenant, name=f"prov-{i}")

@@ -48,7 +48,7 @@ from lots.models import (  # noqa: E402
 from lots.selectors import server_config  # noqa: E402
 from parkweb.celery import app  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
-from tests.factories import bulk_lots  # noqa: E402
+from tests.factories import bulk_lots, make_server  # noqa: E402
 from tests.integration.sandbox import Sandbox, sandbox  # noqa: E402
 
 BENCH_DIALPLAN = """
@@ -229,17 +229,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     box = start_asterisk()
     tenant = Tenant.objects.create(slug="bench", name="Bench")
-    server = AsteriskServer(
-        name="bench",
-        lot_budget=100_000,
-        parkcall="#72",
-        ami_host=box.ami_host,
-        ami_port=box.ami_port,
-        ami_username=box.ami_user,
-        config_dir=str(box.config_dir),
-    )
-    server.ami_secret = box.ami_secret
-    server.save()
+    server = make_server("bench", lot_budget=100_000, parkcall="#72", **box.server_fields())
 
     print(f"database: {os.environ['DATABASE_URL'].split('@')[-1]}  asterisk: sandbox 'bench'")
     print(

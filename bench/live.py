@@ -46,12 +46,11 @@ import websockets  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from lots import services  # noqa: E402
 from lots.asterisk import events  # noqa: E402
 from lots.models import AsteriskServer, ServerHealth  # noqa: E402
 from parkweb.celery import app  # noqa: E402
 from tenants.models import Membership, Role, Tenant  # noqa: E402
-from tests.factories import make_context, make_lot  # noqa: E402
+from tests.factories import make_context, make_lot, make_server  # noqa: E402
 from tests.integration.sandbox import Sandbox, sandbox  # noqa: E402
 from tests.integration.workers import Worker  # noqa: E402
 
@@ -59,14 +58,7 @@ from tests.integration.workers import Worker  # noqa: E402
 def setup(tenants: int, box: Sandbox) -> tuple[AsteriskServer, dict[str, str]]:
     """Tenants with one lot each on the sandbox; returns the server and a session per tenant."""
     app.conf.update(task_always_eager=True)  # deploy inline here
-    server = AsteriskServer(
-        name="bench-live",
-        ami_host=box.ami_host,
-        ami_port=box.ami_port,
-        ami_username=box.ami_user,
-        config_dir=str(box.config_dir),
-    )
-    services.server_save(server, ami_secret=box.ami_secret)
+    server = make_server("bench-live", **box.server_fields())
     sessions = {}
     users = get_user_model().objects
     for i in range(tenants):
