@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import services
+from .forms import ADVANCED, BASICS, COMEBACK
 from .models import (
     AsteriskServer,
     AuditEntry,
@@ -272,47 +273,11 @@ class ParkingLotAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "server", "tenant"]
     search_fields = ["name", "slug", "tenant__slug", "parkext"]
     list_select_related = ["tenant", "server", "context"]
+    # The tenant pages' groups of options (lots.forms), with the tenant first.
     fieldsets = [
-        (None, {"fields": ["tenant", "server", "slug", "name", "enabled"]}),
-        (
-            "Where calls park",
-            {
-                "fields": [
-                    "context",
-                    "parkext",
-                    "parkext_exclusive",
-                    ("parkpos_start", "parkpos_end"),
-                    "findslot",
-                    "parkinghints",
-                ],
-            },
-        ),
-        (
-            "Timeout",
-            {
-                "fields": [
-                    "parkingtime",
-                    "comebacktoorigin",
-                    "comebackdialtime",
-                    "comebackcontext",
-                ],
-            },
-        ),
-        (
-            "Sounds and features after pickup",
-            {
-                "classes": ["collapse"],
-                "fields": [
-                    "parkedmusicclass",
-                    "courtesytone",
-                    "parkedplay",
-                    "parkedcalltransfers",
-                    "parkedcallreparking",
-                    "parkedcallhangup",
-                    "parkedcallrecording",
-                ],
-            },
-        ),
+        (None, {"fields": ["tenant", *BASICS]}),
+        ("When nobody picks up", {"fields": COMEBACK}),
+        ("Advanced", {"classes": ["collapse"], "fields": ADVANCED}),
     ]
 
     def get_readonly_fields(self, request, obj=None):
