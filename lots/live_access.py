@@ -66,7 +66,10 @@ def membership_changed(sender, instance, **kwargs) -> None:
     _tell(*(user_group(user_id) for user_id in sorted(users)))
 
 
-def user_before(sender, instance, **kwargs) -> None:
+def user_before(sender, instance, update_fields=None, **kwargs) -> None:
+    if update_fields is not None and not set(update_fields) & set(ACCESS_FIELDS):
+        instance._access_changed = False  # a login stamping last_login: no query
+        return
     old = sender._default_manager.filter(pk=instance.pk).values(*ACCESS_FIELDS).first()
     instance._access_changed = bool(old) and any(
         old[name] != getattr(instance, name) for name in ACCESS_FIELDS
