@@ -1,5 +1,7 @@
 """The parking domain: Asterisk servers, tenants' dialplan contexts, and parking lots."""
 
+import hashlib
+
 from django.conf import settings
 from django.core.validators import (
     MaxValueValidator,
@@ -152,6 +154,51 @@ class DialplanContext(ImmutableFieldsMixin, models.Model):
         validate_context(self)
 
 
+class TenantPhones(models.Model):
+    """Where one tenant's phones are on one server: the context they are dialled in (one
+    of the tenant's own) and, if staff wish, the extensions that are the tenant's.
+
+    Retrieving a parked call rings an extension here and nowhere else: parkweb builds the
+    channel (`Local/<extension>@<context>`) itself, so no tenant ever names a channel.
+    """
+
+    server = models.ForeignKey(AsteriskServer, on_delete=models.CASCADE, related_name="phones")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="phones")
+    context = models.ForeignKey(
+        DialplanContext,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The tenant's context in which dialling an extension rings that phone.",
+    )
+    extensions = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The tenant's extensions, as numbers and ranges like '201-249, 300'. "
+        "Empty: any extension of digits in the context.",
+    )
+
+    tenant_path = "tenant"
+
+    class Meta:
+        verbose_name = "tenant phones"
+        verbose_name_plural = "tenant phones"
+        constraints = [
+            models.UniqueConstraint(fields=["server", "tenant"], name="one_phones_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} phones in {self.context_id}"
+
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        return rules.parse_extension_ranges(self.extensions)
+
+    def clean(self) -> None:
+        from .validation import validate_phones
+
+        validate_phones(self)
+
+
 FEATURE_PARTY_CHOICES = [(value, value) for value in rules.FEATURE_PARTIES]
 
 
@@ -159,6 +206,11 @@ def _party_field(verbose_name: str, default: str = "no") -> models.CharField:
     return models.CharField(
         verbose_name, max_length=6, default=default, choices=FEATURE_PARTY_CHOICES
     )
+
+
+def lot_etag(pk, updated_at) -> str:
+    digest = hashlib.sha256(f"{pk}:{updated_at.isoformat()}".encode()).hexdigest()
+    return f'"{digest[:32]}"'
 
 
 def asterisk_lot_name(tenant_slug: str, lot_slug: str) -> str:
@@ -248,6 +300,16 @@ class ParkingLot(ImmutableFieldsMixin, models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set by a deploy that Asterisk refused because of this lot: the lot is left out of the
+    # server's config (other lots go live) until it is saved again or staff retry it.
+    # Written only with update(), so a save of the lot's options never races with it.
+    held_reason = models.TextField(
+        "not live because",
+        blank=True,
+        editable=False,
+        help_text="Why Asterisk refused this lot; empty while it is deployed normally.",
+    )
+    held_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     tenant_path = "tenant"
     immutable_fields = ("tenant", "slug")
@@ -279,6 +341,11 @@ class ParkingLot(ImmutableFieldsMixin, models.Model):
     @property
     def parkpos(self) -> str:
         return f"{self.parkpos_start}-{self.parkpos_end}"
+
+    @property
+    def etag(self) -> str:
+        """An HTTP entity tag: changes with every save of the lot."""
+        return lot_etag(self.pk, self.updated_at)
 
     def clean(self) -> None:
         from .validation import validate_lot
@@ -351,6 +418,15 @@ class Deployment(models.Model):
     reloaded = models.BooleanField(default=False)
     replies = models.JSONField(default=list, blank=True, help_text="What Asterisk answered.")
     error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="While Asterisk is unreachable: when to try again."
+    )
+    set_aside = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Lots Asterisk refused, left out so that the others went live: "
+        "[{lot, tenant, reason}].",
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -409,6 +485,13 @@ class ParkedCall(models.Model):
     retriever_channel = models.CharField(max_length=200, blank=True)
     retriever_caller_id_num = models.CharField(max_length=80, blank=True)
     retriever_caller_id_name = models.CharField(max_length=80, blank=True)
+    # The last retrieve parkweb was asked for: the phone rung (an extension of the
+    # tenant's, or a device staff named), the unique id parkweb gave that channel, and who
+    # asked. History names them as the retriever.
+    retrieve_target = models.CharField(max_length=100, blank=True)
+    retrieve_channel_id = models.CharField(max_length=64, blank=True)
+    retrieve_requested_by = models.CharField(max_length=150, blank=True)
+    retrieve_requested_at = models.DateTimeField(null=True, blank=True)
 
     tenant_path = "tenant"
 
@@ -474,3 +557,27 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.target}"
+
+
+class EventProblem(models.Model):
+    """An AMI event (or a resynced call) that could not be applied. It is logged and kept
+    here against its call and tenant; the watcher goes on with every other event."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    server = models.ForeignKey(AsteriskServer, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    uniqueid = models.CharField(max_length=64, blank=True)
+    lot_name = models.CharField(max_length=80, blank=True)
+    kind = models.CharField(max_length=20)
+    error = models.CharField(max_length=300)
+
+    tenant_path = "tenant"
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.uniqueid}: {self.error[:60]}"

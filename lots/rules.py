@@ -239,3 +239,65 @@ def find_extension_conflicts(
                 )
             )
     return violations
+
+
+# -- a tenant's phones ----------------------------------------------------------------------
+
+PHONE_EXTENSION_RE = re.compile(r"^(0|[1-9][0-9]{0,19})\Z")
+_RANGE_RE = re.compile(r"^(0|[1-9][0-9]{0,19})(?:-(0|[1-9][0-9]{0,19}))?\Z")
+MAX_RANGES = 20
+
+
+def parse_extension_ranges(text: str) -> list[tuple[int, int]]:
+    """'201-249, 300' -> [(201, 249), (300, 300)]; parts that do not parse are left out
+    (`check_extension_ranges` reports them)."""
+    ranges = []
+    for part in (text or "").split(","):
+        match = _RANGE_RE.fullmatch(part.strip())
+        if match:
+            low = int(match[1])
+            high = int(match[2]) if match[2] is not None else low
+            if low <= high:
+                ranges.append((low, high))
+    return ranges
+
+
+def check_extension_ranges(field: str, text: str) -> list[Violation]:
+    """Numbers and ranges of numbers, comma-separated, like '201-249, 300'."""
+    parts = [part.strip() for part in (text or "").split(",") if part.strip()]
+    message = (
+        "Give extensions as numbers and ranges separated by commas, like '201-249, 300' "
+        f"(at most {MAX_RANGES}; no leading zeros, each range low to high)."
+    )
+    if len(parts) > MAX_RANGES:
+        return [Violation(field, "extension_ranges", message)]
+    for part in parts:
+        match = _RANGE_RE.fullmatch(part)
+        if not match or (match[2] is not None and int(match[1]) > int(match[2])):
+            return [Violation(field, "extension_ranges", message)]
+    return []
+
+
+def check_phone_extension(
+    field: str, extension: str, ranges: list[tuple[int, int]]
+) -> list[Violation]:
+    """An extension of digits (no leading zero), within the ranges when there are any."""
+    if not PHONE_EXTENSION_RE.fullmatch(extension or ""):
+        return [
+            Violation(
+                field,
+                "extension_format",
+                "Give an extension of 1-20 digits, like 201 (not a channel, a pattern or "
+                "a context).",
+            )
+        ]
+    if ranges and not any(low <= int(extension) <= high for low, high in ranges):
+        listed = ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
+        return [
+            Violation(
+                field,
+                "extension_not_tenants",
+                f"Extension {extension} is not one of your phones ({listed}).",
+            )
+        ]
+    return []

@@ -34,6 +34,12 @@ def deploy_server(self, server_id: int) -> str:
 
 
 @shared_task
+def retrieve_cancel(server_id: int, channel_id: str) -> bool:
+    """Stop ringing a phone for a parked call that has left meanwhile."""
+    return services.retrieve_ringing_cancel(server_id, channel_id)
+
+
+@shared_task
 def reconcile_servers() -> dict[str, str]:
     """Beat: compare every server with the database; drift is recorded and redeployed."""
     drifts = {}

@@ -15,7 +15,7 @@ from django.db.models import Count
 from django.db.models.functions import Coalesce
 
 from . import rules
-from .models import AsteriskServer, DialplanContext, ParkingLot
+from .models import AsteriskServer, DialplanContext, ParkingLot, TenantPhones
 
 
 def raise_violations(violations: Iterable[rules.Violation]) -> None:
@@ -55,6 +55,22 @@ def validate_context(context: DialplanContext) -> None:
     context.clean_immutable_fields()
     reserved = context.server.reserved_context_names if context.server_id else []
     raise_violations(rules.check_context_name(context.name, reserved))
+
+
+def validate_phones(phones: TenantPhones) -> None:
+    violations = rules.check_extension_ranges("extensions", phones.extensions)
+    context = phones.context if phones.context_id else None
+    if context is not None and (
+        context.tenant_id != phones.tenant_id or context.server_id != phones.server_id
+    ):
+        violations.append(
+            rules.Violation(
+                "context",
+                "context_not_owned",
+                "Choose a context that this tenant owns on this server.",
+            )
+        )
+    raise_violations(violations)
 
 
 def _extensions(lot: ParkingLot) -> rules.LotExtensions:

@@ -77,7 +77,13 @@ def dashboard(request):
 @tenant_page
 def board(request):
     lots = scoped(ParkingLot, request.tenant).select_related("tenant").order_by("name", "pk")
-    return render(request, "lots/board.html", {"lots": lots})
+    my_extension = (
+        scoped(Membership, request.tenant)
+        .filter(user=request.user)
+        .values_list("extension", flat=True)
+        .first()
+    )
+    return render(request, "lots/board.html", {"lots": lots, "my_extension": my_extension or ""})
 
 
 def _add_errors(form, refused: ValidationError) -> None:

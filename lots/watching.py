@@ -76,7 +76,7 @@ class DatabaseSink:
     ) -> None:
         def run() -> None:
             for event in earlier:
-                services.parked_call_apply(self.server_id, event)
+                services.parking_event_apply(self.server_id, event)
             summary = services.server_resync(self.server_id, parked)
             log.info("server %s resynced: %s", self.server_id, summary)
             services.server_health_update(self.server_id, synced=True)
@@ -84,7 +84,9 @@ class DatabaseSink:
         await _db(run)()
 
     async def apply(self, event: events.ParkingEvent) -> None:
-        await _db(services.parked_call_apply)(self.server_id, event)
+        # One event's trouble is logged and kept against its call; only the database
+        # being away reaches the watcher (it reconnects, then resyncs).
+        await _db(services.parking_event_apply)(self.server_id, event)
 
 
 class LocalLeases:

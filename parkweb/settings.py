@@ -140,6 +140,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "lots.api.pagination.Pages",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "EXCEPTION_HANDLER": "lots.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "parkweb API",

@@ -7,14 +7,13 @@
   const root = document.getElementById("board");
   const banner = document.getElementById("banner");
   const status = document.getElementById("board-status");
-  const phone = document.getElementById("my-phone");
+  const myExtension = document.getElementById("my-extension");
   const announceBox = document.getElementById("announce");
   const lotPicker = document.getElementById("show-lot");  // only when there are several lots
   const tenant = root.dataset.tenant;
   const canAct = root.dataset.canAct === "1";
   // Lots bigger than this show their busy spaces only (a grid of thousands helps nobody).
   const FULL_GRID_LIMIT = 300;
-  const PHONE_KEY = "parkweb-device";
   const ANNOUNCE_KEY = "parkweb-announce";
   const FORBIDDEN = 4403, ROLE_CHANGED = 4409;  // close codes from the server
 
@@ -80,7 +79,7 @@
       body: JSON.stringify({...body, call: call.id}),
     }).then(async response => {
       if (response.ok) {
-        say(action === "retrieve" ? `Ringing ${body.device} for space ${space}.`
+        say(action === "retrieve" ? `Ringing extension ${body.extension} for space ${space}.`
                                   : `Hanging up the call in space ${space}.`);
         return;
       }
@@ -91,14 +90,25 @@
   }
 
   function retrieve(lot, space, call) {
-    const device = phone.value.trim();
-    if (!device) {
-      say("Enter your phone (like PJSIP/alice) first, then press Retrieve again.", true);
-      phone.focus();
+    const extension = myExtension.value.trim();
+    if (!extension) {
+      say("Enter your extension (like 201) first, then press Retrieve again.", true);
+      myExtension.focus();
       return;
     }
-    localStorage.setItem(PHONE_KEY, device);
-    act(lot, space, call, "retrieve", {device});
+    if (extension !== myExtension.dataset.saved) remember(extension);
+    act(lot, space, call, "retrieve", {extension});
+  }
+
+  // The extension is kept with the member's account (not in this browser), so every board
+  // they open rings the same phone; the server checks it is one of the tenant's.
+  function remember(extension) {
+    fetch(`/api/v1/tenants/${tenant}/me/`, {
+      method: "PATCH", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
+      body: JSON.stringify({extension}),
+    }).then(response => { if (response.ok) myExtension.dataset.saved = extension; })
+      .catch(() => { /* the retrieve itself says whether the server is there */ });
   }
 
   function hangup(lot, space, call) {
@@ -343,7 +353,6 @@
       showPicked();
     });
   }
-  if (phone) phone.value = localStorage.getItem(PHONE_KEY) || "";
   if (announceBox) {
     announceBox.checked = localStorage.getItem(ANNOUNCE_KEY) !== "off";
     announceBox.addEventListener("change", () => localStorage.setItem(ANNOUNCE_KEY, announceBox.checked ? "on" : "off"));

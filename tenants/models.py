@@ -12,6 +12,13 @@ slug_validator = RegexValidator(
     code="slug_format",
 )
 
+# A phone's extension: digits only, never a dialplan pattern, a context or a channel.
+extension_validator = RegexValidator(
+    r"^[0-9]{1,20}\Z",
+    "Give an extension of 1-20 digits, like 201.",
+    code="extension_format",
+)
+
 
 class ImmutableFieldsMixin:
     """Refuses changes to the fields named in `immutable_fields` once the row exists."""
@@ -68,6 +75,13 @@ class Membership(models.Model):
     )
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    extension = models.CharField(
+        "own extension",
+        max_length=20,
+        blank=True,
+        validators=[extension_validator],
+        help_text="The member's own phone, rung by Retrieve: one of the tenant's extensions.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     tenant_path = "tenant"

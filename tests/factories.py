@@ -3,7 +3,7 @@
 from itertools import count
 
 from lots import services
-from lots.models import AsteriskServer, DialplanContext, ParkedCall, ParkingLot
+from lots.models import AsteriskServer, DialplanContext, ParkedCall, ParkingLot, TenantPhones
 from tenants.models import Tenant
 
 _seq = count(1)
@@ -29,6 +29,20 @@ def make_context(
 ) -> DialplanContext:
     return services.context_create(
         server=server, tenant=tenant, name=name or f"{tenant.slug}-ctx{next(_seq)}"
+    )
+
+
+def make_phones(
+    server: AsteriskServer, tenant: Tenant, context_name: str, extensions: str = ""
+) -> TenantPhones:
+    """The tenant's phones on the server: a context of its own, and optionally ranges."""
+    return services.phones_save(
+        TenantPhones(
+            server=server,
+            tenant=tenant,
+            context=make_context(server, tenant, context_name),
+            extensions=extensions,
+        )
     )
 
 

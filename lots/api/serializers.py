@@ -9,7 +9,14 @@ from rest_framework import serializers
 from tenants.models import ApiKey, Membership, Role, Tenant
 
 from ..asterisk.confgen import LotConfig
-from ..models import AsteriskServer, Deployment, DialplanContext, ParkedCall, ParkingLot
+from ..models import (
+    AsteriskServer,
+    Deployment,
+    DialplanContext,
+    ParkedCall,
+    ParkingLot,
+    TenantPhones,
+)
 
 
 class NameField(serializers.SlugRelatedField):
@@ -91,6 +98,38 @@ class ContextSerializer(serializers.ModelSerializer):
         model = DialplanContext
         fields = ["id", "server", "tenant", "name", "description"]
         read_only_fields = ["id", "server"]
+
+
+class PhonesSerializer(serializers.ModelSerializer):
+    """Where a tenant's phones are on a server (staff write it; the tenant reads it)."""
+
+    server = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    tenant = NameField(slug_field="slug", queryset=Tenant.objects.all())
+    context = serializers.CharField(
+        max_length=63, help_text="Name of one of the tenant's contexts on this server."
+    )
+
+    class Meta:
+        model = TenantPhones
+        fields = ["id", "server", "tenant", "context", "extensions"]
+        read_only_fields = ["id", "server"]
+
+    def to_representation(self, phones):
+        return {
+            "id": phones.pk,
+            "server": phones.server.name,
+            "tenant": phones.tenant.slug,
+            "context": phones.context.name,
+            "extensions": phones.extensions,
+        }
+
+
+class MeSerializer(serializers.Serializer):
+    """The caller's own membership: role, and the extension Retrieve rings by default."""
+
+    username = serializers.CharField(read_only=True)
+    role = serializers.CharField(read_only=True)
+    extension = serializers.CharField(max_length=20, allow_blank=True)
 
 
 class TenantContextSerializer(ContextSerializer):
@@ -275,7 +314,22 @@ class CallActionSerializer(serializers.Serializer):
 
 
 class RetrieveSerializer(CallActionSerializer):
-    device = serializers.CharField(max_length=90, help_text="Like PJSIP/alice.")
+    extension = serializers.CharField(
+        max_length=20,
+        required=False,
+        help_text="One of your tenant's phones, like 201: parkweb rings it and, when it "
+        "answers, connects it to the call. Default: your own extension (PATCH .../me/).",
+    )
+
+    def validate(self, attrs):
+        if "device" in self.initial_data:
+            raise serializers.ValidationError(
+                {
+                    "device": 'Devices are no longer named: send {"extension": "201"}, an '
+                    "extension of your tenant's phones (or none, for your own extension)."
+                }
+            )
+        return attrs
 
 
 class MemberSerializer(serializers.ModelSerializer):

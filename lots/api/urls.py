@@ -45,6 +45,7 @@ urlpatterns = [
     path("servers/<id:pk>/config/", v.ServerConfig.as_view(), name="api-server-config"),
     path("servers/<id:pk>/health/", v.ServerHealthView.as_view(), name="api-server-health"),
     path("servers/<id:pk>/contexts/", v.ServerContexts.as_view(), name="api-server-contexts"),
+    path("servers/<id:pk>/phones/", v.ServerPhones.as_view(), name="api-server-phones"),
     # staff, and tenants whose lots the deployment carries
     path("deployments/<id:pk>/", v.DeploymentDetail.as_view(), name="api-deployment"),
     # tenants
@@ -71,4 +72,6 @@ urlpatterns = [
     path(T + "api-keys/", v.ApiKeyList.as_view(), name="api-keys"),
     path(T + "api-keys/<id:pk>/", v.ApiKeyDetail.as_view(), name="api-key"),
     path(T + "contexts/", v.TenantContexts.as_view(), name="api-contexts"),
+    path(T + "phones/", v.TenantPhonesList.as_view(), name="api-phones"),
+    path(T + "me/", v.Me.as_view(), name="api-me"),
 ]

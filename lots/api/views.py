@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -23,7 +21,14 @@ from tenants.models import ApiKey, Membership, Role, Tenant
 from tenants.scoping import scoped
 
 from .. import services
-from ..models import AsteriskServer, Deployment, DialplanContext, ParkedCall, ParkingLot
+from ..models import (
+    AsteriskServer,
+    Deployment,
+    DialplanContext,
+    ParkedCall,
+    ParkingLot,
+    TenantPhones,
+)
 from ..selectors import pending_change
 from . import serializers as s
 from .auth import at_least, is_staff_caller, request_role
@@ -232,6 +237,37 @@ class ServerContexts(generics.ListCreateAPIView):
             raise s.as_drf_error(exc) from exc
 
 
+class ServerPhones(generics.ListCreateAPIView):
+    """Staff say where each tenant's phones are on a server: one of its contexts, and
+    optionally its extensions. Retrieve rings only these."""
+
+    permission_classes = [IsStaffCaller]
+    serializer_class = s.PhonesSerializer
+
+    def get_queryset(self):
+        return TenantPhones.objects.filter(server_id=self.kwargs["pk"]).select_related(
+            "server", "tenant", "context"
+        )
+
+    def perform_create(self, serializer):
+        server = get_object_or_404(AsteriskServer, pk=self.kwargs["pk"])
+        data = serializer.validated_data
+        existing = TenantPhones.objects.filter(server=server, tenant=data["tenant"]).first()
+        phones = existing or TenantPhones(server=server, tenant=data["tenant"])
+        phones.context = DialplanContext.objects.filter(
+            server=server, tenant=data["tenant"], name=data["context"]
+        ).first()
+        if phones.context is None:
+            raise ValidationError(
+                {
+                    "context": f"{data['tenant'].slug} has no context named {data['context']!r} "
+                    f"on {server.name}."
+                }
+            )
+        phones.extensions = data.get("extensions", "")
+        serializer.instance = services.phones_save(phones)
+
+
 class DeploymentDetail(APIView):
     """A deployment; `?wait=N` holds the answer up to N seconds until it is finished."""
 
@@ -289,14 +325,6 @@ class TenantScoped:
         return services.Actor.of(user)
 
 
-def lot_etag(lot: ParkingLot) -> str:
-    return (
-        '"'
-        + hashlib.sha256(f"{lot.pk}:{lot.updated_at.isoformat()}".encode()).hexdigest()[:32]
-        + '"'
-    )
-
-
 class LotPages(CursorPagination):
     """Keyset pages by slug: page 200 costs what page 1 does, however many lots."""
 
@@ -329,19 +357,16 @@ class LotList(TenantScoped, generics.ListCreateAPIView):
         return lot_response(lot, self.tenant, status.HTTP_201_CREATED)
 
 
-def save_lot(lot: ParkingLot, data: dict, actor) -> ParkingLot:
+def save_lot(lot: ParkingLot, data: dict, actor, if_match: str | None = None) -> ParkingLot:
     for field, value in data.items():
         setattr(lot, field, value)
-    try:
-        return services.lot_save(lot, actor=actor)
-    except DjangoValidationError as exc:
-        raise s.as_drf_error(exc) from exc
+    return services.lot_save(lot, actor=actor, if_match=if_match)
 
 
 def lot_response(lot: ParkingLot, tenant: Tenant, code: int) -> Response:
     data = s.LotSerializer(lot, tenant=tenant).data
     data["deployment"] = deployment_link(latest_deployment(lot.server_id))
-    return Response(data, status=code, headers={"ETag": lot_etag(lot)})
+    return Response(data, status=code, headers={"ETag": lot.etag})
 
 
 class LotDetail(TenantScoped, APIView):
@@ -355,26 +380,19 @@ class LotDetail(TenantScoped, APIView):
             .first()
         )
 
-    def check_precondition(self, request, lot: ParkingLot) -> None:
-        wanted = request.headers.get("If-Match")
-        if wanted and wanted != "*" and wanted != lot_etag(lot):
-            raise PreconditionFailed()
-
     @extend_schema(responses=s.LotSerializer)
     def get(self, request, tenant: str, lot: str):
         found = self.lot(lot)
         if found is None:
             raise NotFound()
         return Response(
-            s.LotSerializer(found, tenant=self.tenant).data, headers={"ETag": lot_etag(found)}
+            s.LotSerializer(found, tenant=self.tenant).data, headers={"ETag": found.etag}
         )
 
     @extend_schema(request=s.LotSerializer, responses=s.LotSerializer)
     def put(self, request, tenant: str, lot: str):
         found = self.lot(lot)
-        if found is not None:
-            self.check_precondition(request, found)
-        elif request.headers.get("If-Match") not in (None, "*"):
+        if found is None and request.headers.get("If-Match") not in (None, "*"):
             raise PreconditionFailed()
         serializer = s.LotSerializer(data={**json_object(request), "slug": lot}, tenant=self.tenant)
         serializer.is_valid(raise_exception=True)
@@ -383,7 +401,7 @@ class LotDetail(TenantScoped, APIView):
         if found is not None:
             data.pop("slug", None)
             data.setdefault("comebackcontext", None)
-        saved = save_lot(target, data, self.actor())
+        saved = save_lot(target, data, self.actor(), request.headers.get("If-Match"))
         return lot_response(
             saved, self.tenant, status.HTTP_200_OK if found else status.HTTP_201_CREATED
         )
@@ -393,11 +411,12 @@ class LotDetail(TenantScoped, APIView):
         found = self.lot(lot)
         if found is None:
             raise NotFound()
-        self.check_precondition(request, found)
         serializer = s.LotSerializer(found, data=request.data, partial=True, tenant=self.tenant)
         serializer.is_valid(raise_exception=True)
         return lot_response(
-            save_lot(found, serializer.validated_data, self.actor()),
+            save_lot(
+                found, serializer.validated_data, self.actor(), request.headers.get("If-Match")
+            ),
             self.tenant,
             status.HTTP_200_OK,
         )
@@ -407,12 +426,13 @@ class LotDetail(TenantScoped, APIView):
         found = self.lot(lot)
         if found is None:
             raise NotFound()
-        self.check_precondition(request, found)
-        services.lot_delete(found, actor=self.actor())
+        services.lot_delete(found, actor=self.actor(), if_match=request.headers.get("If-Match"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class PreconditionFailed(ValidationError):
+    """If-Match names a version of a lot that does not exist (yet)."""
+
     status_code = status.HTTP_412_PRECONDITION_FAILED
     default_detail = "The lot changed since you read it (If-Match does not match its ETag)."
 
@@ -506,12 +526,7 @@ class ParkedCallAction(TenantScoped, APIView):
                 {"call": "Another call is parked in that space by now; nothing was done."},
                 status=status.HTTP_409_CONFLICT,
             )
-        try:
-            self.run(request, call, serializer.validated_data)
-        except DjangoPermissionDenied as exc:
-            raise PermissionDenied(str(exc)) from exc
-        except DjangoValidationError as exc:
-            raise s.as_drf_error(exc) from exc
+        self.run(request, call, serializer.validated_data)
         return Response({"status": "requested", "call": call.pk}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -523,7 +538,7 @@ class ParkedCallRetrieve(ParkedCallAction):
         return super().post(request, tenant, lot, space)
 
     def run(self, request, call, data: dict):
-        services.parked_call_retrieve(call, request.user, data["device"])
+        services.parked_call_retrieve(call, request.user, data.get("extension"))
 
 
 class ParkedCallHangup(ParkedCallAction):
@@ -612,6 +627,48 @@ class ApiKeyDetail(TenantScoped, APIView):
     def delete(self, request, tenant: str, pk: int):
         api_key_revoke(get_object_or_404(scoped(ApiKey, self.tenant), pk=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TenantPhonesList(TenantScoped, generics.ListAPIView):
+    """Where the tenant's phones are: Retrieve rings an extension there."""
+
+    serializer_class = s.PhonesSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return scoped(TenantPhones, self.tenant).select_related("server", "tenant", "context")
+
+
+class Me(TenantScoped, APIView):
+    """The caller's own membership in the tenant; PATCH stores their own extension."""
+
+    write_role = Role.VIEWER
+
+    def membership(self) -> Membership:
+        membership = scoped(Membership, self.tenant).filter(user=self.request.user.pk).first()
+        if membership is None:  # API keys and staff without a membership have no "me"
+            raise NotFound("Only members of the tenant have their own settings here.")
+        return membership
+
+    def body(self, membership: Membership) -> dict:
+        return {
+            "username": membership.user.get_username(),
+            "role": membership.role,
+            "extension": membership.extension,
+        }
+
+    @extend_schema(responses=s.MeSerializer)
+    def get(self, request, tenant: str):
+        return Response(self.body(self.membership()))
+
+    @extend_schema(request=s.MeSerializer, responses=s.MeSerializer)
+    def patch(self, request, tenant: str):
+        membership = self.membership()
+        serializer = s.MeSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        if "extension" in serializer.validated_data:
+            services.member_extension_set(membership, serializer.validated_data["extension"])
+        return Response(self.body(membership))
 
 
 class TenantContexts(TenantScoped, generics.ListAPIView):

@@ -252,16 +252,16 @@ class AmiClient:
             raise AmiRefused(f"AMI action {name!r} is not allowed")
         if name == "Command" and not ALLOWED_COMMANDS.fullmatch(str(headers.get("Command", ""))):
             raise AmiRefused("only read-only CLI commands are allowed")
-        asynchronous = str(headers.get("Async", "")).lower() == "true"
-        if name == "Originate" and asynchronous and self.events == "off":
-            # The answer would come as an OriginateResponse event this client never gets.
-            raise AmiRefused("an asynchronous Originate needs a client with events on")
+        # An asynchronous Originate is answered "queued" at once, and again by an
+        # OriginateResponse event once the call is answered or fails (up to its Timeout).
+        # panoramisk would wait for the second; callers want the first.
+        queued_only = name == "Originate" and str(headers.get("Async", "")).lower() == "true"
         if self._manager is None or self._manager.protocol is None:
             raise AmiConnectError("not connected")
         payload = {"Action": name}
         for key, value in headers.items():
             payload[key] = check_value(key, value)
-        future = self._manager.send_action(payload)
+        future = self._manager.send_action(payload, as_list=False if queued_only else None)
         try:
             result = await asyncio.wait_for(future, timeout or self.timeout)
         except TimeoutError:

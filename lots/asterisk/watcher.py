@@ -88,11 +88,15 @@ class ServerWatcher:
         # Never block the reader: events only go into the queue here.
         client.on_event("*", queue.put_nowait)
         stopping = asyncio.create_task(stop.wait())
+        getting: asyncio.Task | None = None
+        clock = asyncio.get_running_loop().time
         try:
             version = (await client.command("core show version")).strip()
             await self.sink.connected(version)
             reply = await client.checked_action("ParkedCalls")
             parked = [e for e in map(events.parse, reply.events) if e is not None]
+            order = events.Retrievals()
+            order.seed(parked)
             # Events that arrived before the snapshot's answer happened before it: applied
             # first, they give calls that ended meanwhile their real outcome.
             earlier = []
@@ -100,27 +104,31 @@ class ServerWatcher:
                 headers = queue.get_nowait()
                 if headers is None:
                     raise AmiConnectError("connection lost during the resync")
-                event = events.parse(headers)
-                if event is not None:
-                    earlier.append(event)
-            await self.sink.resync(parked, earlier)
+                earlier += order.push(headers, clock())
+            await self.sink.resync(parked, earlier + order.flush())
             client.start_watchdog(self.ping_interval, on_dead=lambda: queue.put_nowait(None))
             while True:
-                getting = asyncio.create_task(queue.get())
+                getting = getting or asyncio.create_task(queue.get())
+                due = order.next_due()
                 done, _ = await asyncio.wait(
-                    {getting, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    {getting, stopping},
+                    timeout=None if due is None else max(0.0, due - clock()),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if stopping in done:
-                    getting.cancel()
                     return
-                headers = getting.result()
-                if headers is None:
-                    raise AmiConnectError("connection to Asterisk lost")
-                if headers.get("Event") == "Shutdown":
-                    raise AmiConnectError(f"Asterisk shut down ({headers.get('Shutdown', '')})")
-                event = events.parse(headers)
-                if event is not None:
+                ready = []
+                if getting in done:
+                    headers, getting = getting.result(), None
+                    if headers is None:
+                        raise AmiConnectError("connection to Asterisk lost")
+                    if headers.get("Event") == "Shutdown":
+                        raise AmiConnectError(f"Asterisk shut down ({headers.get('Shutdown', '')})")
+                    ready = order.push(headers, clock())
+                for event in ready + order.due(clock()):
                     await self.sink.apply(event)
         finally:
             stopping.cancel()
+            if getting is not None:
+                getting.cancel()
             await client.close()

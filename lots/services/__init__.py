@@ -31,10 +31,14 @@ from .parking import (
     parked_call_apply,
     parked_call_hangup,
     parked_call_retrieve,
+    parked_call_retrieve_to_device,
     parked_calls_purge,
+    parking_event_apply,
+    retrieve_ringing_cancel,
     server_health_update,
     server_resync,
 )
+from .phones import member_extension_set, phones_save
 
 __all__ = [
     "SYSTEM",
@@ -54,10 +58,15 @@ __all__ = [
     "lot_for",
     "lot_save",
     "lot_update",
+    "member_extension_set",
     "parked_call_apply",
     "parked_call_hangup",
     "parked_call_retrieve",
+    "parked_call_retrieve_to_device",
     "parked_calls_purge",
+    "parking_event_apply",
+    "phones_save",
+    "retrieve_ringing_cancel",
     "server_health_update",
     "server_reconcile",
     "server_resync",

@@ -8,11 +8,12 @@ deploy on commit.
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
+from parkweb.errors import Invalid, NotFound, PreconditionFailed
 from tenants.models import Tenant
 
-from ..models import AsteriskServer, DialplanContext, ParkingLot
+from ..models import AsteriskServer, DialplanContext, ParkingLot, lot_etag
 from .deploys import SYSTEM, Actor, config_changed
 
 
@@ -46,16 +47,40 @@ def context_create(
     )
 
 
-@transaction.atomic
-def lot_save(lot: ParkingLot, *, actor: Actor = SYSTEM) -> ParkingLot:
-    """Validate (the server row locked) and save a new or changed lot."""
-    previous_server = (
-        ParkingLot.objects.filter(pk=lot.pk).values_list("server_id", flat=True).first()
-        if lot.pk
-        else None
+def _lock_and_check(lot: ParkingLot, if_match: str | None) -> int | None:
+    """Lock the stored lot's row and compare its ETag with `if_match` while the lock is
+    held, so that of concurrent writers holding one ETag exactly one gets through.
+    Returns the server the lot was on."""
+    if lot.pk is None:
+        return None
+    stored = (
+        ParkingLot.objects.select_for_update()
+        .filter(pk=lot.pk)
+        .values_list("server_id", "updated_at")
+        .first()
     )
+    if stored is None:
+        raise NotFound("This lot no longer exists.")
+    if if_match not in (None, "*") and if_match != lot_etag(lot.pk, stored[1]):
+        raise PreconditionFailed(
+            "The lot changed since you read it (If-Match does not match its ETag)."
+        )
+    return stored[0]
+
+
+@transaction.atomic
+def lot_save(lot: ParkingLot, *, actor: Actor = SYSTEM, if_match: str | None = None) -> ParkingLot:
+    """Validate (the server row locked) and save a new or changed lot. With `if_match`,
+    only if the stored lot still has that ETag."""
+    previous_server = _lock_and_check(lot, if_match)
     lot.full_clean()
-    lot.save()
+    # Saving a lot that a refused deploy set aside is the retry: it goes back in.
+    lot.held_reason, lot.held_at = "", None
+    try:
+        with transaction.atomic():
+            lot.save()
+    except IntegrityError as exc:  # a concurrent create of the same slug won the race
+        raise Invalid({"slug": "Your tenant already has a lot with this slug."}) from exc
     for server_id in {lot.server_id, previous_server} - {None}:
         config_changed(server_id, actor, f"lot {lot.asterisk_name} saved")
     return lot
@@ -77,14 +102,17 @@ def lot_create(
     )
 
 
-def lot_update(lot: ParkingLot, *, actor: Actor = SYSTEM, **changes) -> ParkingLot:
+def lot_update(
+    lot: ParkingLot, *, actor: Actor = SYSTEM, if_match: str | None = None, **changes
+) -> ParkingLot:
     for field, value in changes.items():
         setattr(lot, field, value)
-    return lot_save(lot, actor=actor)
+    return lot_save(lot, actor=actor, if_match=if_match)
 
 
 @transaction.atomic
-def lot_delete(lot: ParkingLot, *, actor: Actor = SYSTEM) -> None:
+def lot_delete(lot: ParkingLot, *, actor: Actor = SYSTEM, if_match: str | None = None) -> None:
+    _lock_and_check(lot, if_match)
     server_id, name = lot.server_id, lot.asterisk_name
     lot.delete()
     config_changed(server_id, actor, f"lot {name} deleted")

@@ -6,22 +6,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from tenants.models import Role
+from parkweb.errors import Conflict, Forbidden, Invalid, Unavailable
+from tenants.models import Membership, Role
 from tenants.scoping import has_role
 
-from ..asterisk.ami import AmiError
+from .. import rules
+from ..asterisk import actions
+from ..asterisk.ami import AmiActionError, AmiError
 from ..asterisk.events import Kind, ParkingEvent
-from ..models import AuditEntry, ParkedCall, ParkingLot, ServerHealth
+from ..models import (
+    AsteriskServer,
+    AuditEntry,
+    EventProblem,
+    ParkedCall,
+    ParkingLot,
+    ServerHealth,
+    TenantPhones,
+)
 from ..selectors import serialize_call, tenant_group
 from .deploys import ami_client
 
@@ -32,8 +43,13 @@ OUTCOME_OF = {
     Kind.TIMED_OUT: ParkedCall.Outcome.TIMED_OUT,
     Kind.GAVE_UP: ParkedCall.Outcome.ABANDONED,
 }
-# A device to ring when retrieving: a technology and a plain endpoint name, nothing else.
-DEVICE_RE = re.compile(r"(PJSIP|SIP|IAX2|DAHDI|Local)/[A-Za-z0-9][A-Za-z0-9_.@-]{0,79}")
+# A device staff may ring from the admin: a technology and a plain endpoint name, or an
+# extension in a context. Tenants never name devices: they give an extension of their own
+# phones (TenantPhones), and parkweb builds the channel.
+DEVICE_RE = re.compile(
+    r"(PJSIP|SIP|IAX2|DAHDI)/[A-Za-z0-9][A-Za-z0-9_.-]{0,79}"
+    r"|Local/[A-Za-z0-9_.-]{1,40}@[A-Za-z0-9][A-Za-z0-9_-]{0,62}"
+)
 
 
 def push(tenant_id: int | None, message: dict) -> None:
@@ -72,6 +88,15 @@ def _seconds_ago(now: datetime, seconds: int | None) -> datetime:
     return now - timedelta(seconds=seconds or 0)
 
 
+def _timeout_at(lot: ParkingLot | None, event: ParkingEvent, now: datetime) -> datetime | None:
+    """When the call comes back; None when it never does. A lot whose parkingtime is 0
+    never times out, and Asterisk reports any timeout of it as a huge wrapped number: so
+    a timeout longer than the lot's own parking time is no timeout at all."""
+    if not event.timeout or (lot is not None and not 0 < event.timeout <= lot.parkingtime):
+        return None
+    return now + timedelta(seconds=event.timeout)
+
+
 def _open_episode(server_id: int, event: ParkingEvent, now: datetime) -> ParkedCall:
     lot = lot_for(server_id, event.lot)
     return ParkedCall.objects.create(
@@ -89,7 +114,7 @@ def _open_episode(server_id: int, event: ParkingEvent, now: datetime) -> ParkedC
         connected_line_name=event.parkee.connected_line_name,
         parker_dial_string=event.parker_dial_string,
         parked_at=_seconds_ago(now, event.duration),
-        timeout_at=now + timedelta(seconds=event.timeout) if event.timeout else None,
+        timeout_at=_timeout_at(lot, event, now),
     )
 
 
@@ -98,11 +123,66 @@ def _end_episode(
 ) -> None:
     call.ended_at = now
     call.outcome = outcome
-    if event is not None and event.retriever is not None:
-        call.retriever_channel = event.retriever.name
-        call.retriever_caller_id_num = event.retriever.caller_id_num
-        call.retriever_caller_id_name = event.retriever.caller_id_name
+    retriever = event.retriever if event is not None else None
+    if retriever is not None:
+        call.retriever_channel = retriever.name
+        call.retriever_caller_id_num = retriever.caller_id_num
+        call.retriever_caller_id_name = retriever.caller_id_name
+    ours = call.retrieve_channel_id and (
+        retriever is None or retriever.uniqueid == call.retrieve_channel_id
+    )
+    if outcome == ParkedCall.Outcome.RETRIEVED and ours:
+        # Bridged by parkweb's retrieve: the phone's own caller ID is "Parked 701", so
+        # name the extension rung and the person who asked.
+        call.retriever_channel = call.retriever_channel or call.retrieve_target
+        call.retriever_caller_id_num = _dialled(call.retrieve_target)[:80]
+        call.retriever_caller_id_name = call.retrieve_requested_by[:80]
+    elif _still_ringing(call, now):
+        # The call left otherwise while parkweb rings a phone for it: stop the ringing,
+        # so nobody answers into nothing (or into a call a colleague has picked up).
+        transaction.on_commit(lambda: _cancel_ringing(call))
     call.save()
+
+
+def _still_ringing(call: ParkedCall, now: datetime) -> bool:
+    return bool(
+        call.retrieve_channel_id
+        and call.retrieve_requested_at
+        and (now - call.retrieve_requested_at).total_seconds() < actions.RING_SECONDS + 5
+    )
+
+
+def _cancel_ringing(call: ParkedCall) -> None:
+    from ..tasks import retrieve_cancel  # tasks call services: imported here
+
+    retrieve_cancel.delay(call.server_id, call.retrieve_channel_id)
+
+
+def retrieve_ringing_cancel(server_id: int, channel_id: str) -> bool:
+    """Hang up the phone parkweb is ringing for a call that is gone; False if it was not
+    ringing any more."""
+    server = AsteriskServer.objects.filter(pk=server_id).first()
+    if server is None:
+        return False
+    client = ami_client(server)
+
+    async def hangup() -> None:
+        async with client as ami:
+            await actions.hangup(ami, channel_id)
+
+    try:
+        asyncio.run(hangup())
+    except AmiActionError:  # answered and gone, or never rang
+        return False
+    except AmiError as exc:
+        log.warning("could not stop ringing %s on server %s: %s", channel_id, server_id, exc)
+        return False
+    return True
+
+
+def _dialled(channel: str) -> str:
+    """'Local/201@acme-phones' -> '201'; 'PJSIP/alice' -> 'alice'."""
+    return channel.partition("/")[2].partition("@")[0]
 
 
 @transaction.atomic
@@ -154,18 +234,68 @@ def server_resync(
         )
     }
     parked = {event.key: event for event in parked_now}
-    lost = opened = 0
+    lost = opened = failed = 0
     for uniqueid, call in open_calls.items():
         if uniqueid not in parked:
             _end_episode(call, ParkedCall.Outcome.LOST, now)
             push(call.tenant_id, {"type": "lost", "call": serialize_call(call)})
             lost += 1
     for uniqueid, event in parked.items():
-        if uniqueid not in open_calls:
-            call = _open_episode(server_id, event, now)
-            push(call.tenant_id, {"type": "parked", "call": serialize_call(call)})
-            opened += 1
-    return {"lost": lost, "opened": opened, "parked": len(parked)}
+        if uniqueid in open_calls:
+            continue
+        try:
+            with transaction.atomic():  # one call's trouble stays that call's
+                call = _open_episode(server_id, event, now)
+        except CONTAINED as exc:
+            parking_event_problem(server_id, event, exc, kind="resync")
+            failed += 1
+            continue
+        push(call.tenant_id, {"type": "parked", "call": serialize_call(call)})
+        opened += 1
+    return {"lost": lost, "opened": opened, "parked": len(parked), "failed": failed}
+
+
+# What one event or one call can cause, and what stays with it: anything but the database
+# being away (OperationalError, InterfaceError), which the watcher answers by reconnecting
+# and resyncing once the database is back.
+CONTAINED = (DataError, IntegrityError, ValueError, TypeError, ArithmeticError, LookupError)
+
+
+def parking_event_apply(server_id: int, event: ParkingEvent) -> ParkedCall | None:
+    """`parked_call_apply`, with whatever goes wrong kept to that event: logged and
+    recorded against its call and tenant, never raised into the watcher."""
+    try:
+        return parked_call_apply(server_id, event)
+    except CONTAINED as exc:
+        parking_event_problem(server_id, event, exc)
+        return None
+
+
+def parking_event_problem(
+    server_id: int, event: ParkingEvent, error: Exception, kind: str = ""
+) -> None:
+    """Log an event that could not be applied, and keep it against its call and tenant."""
+    log.error(
+        "server %s: %s of %s in lot %s not applied: %r",
+        server_id,
+        kind or event.kind,
+        event.key,
+        event.lot,
+        error,
+    )
+    try:
+        with transaction.atomic():
+            lot = lot_for(server_id, event.lot)
+            EventProblem.objects.create(
+                server_id=server_id,
+                tenant_id=lot.tenant_id if lot else None,
+                uniqueid=event.key[:64],
+                lot_name=event.lot[:80],
+                kind=(kind or str(event.kind))[:20],
+                error=repr(error)[:300],
+            )
+    except CONTAINED:
+        log.exception("could not record the problem of %s", event.key)
 
 
 def server_health_update(server_id: int, **fields) -> ServerHealth:
@@ -205,66 +335,138 @@ def _audit(call: ParkedCall, user, action: str, ok: bool, **detail) -> None:
 
 def _require_operator(user, call: ParkedCall) -> None:
     if call.tenant is None or not has_role(user, call.tenant, Role.OPERATOR):
-        raise PermissionDenied("Only a tenant's admins and operators may act on its calls.")
+        raise Forbidden("Only a tenant's admins and operators may act on its calls.")
 
 
-def parked_call_retrieve(call: ParkedCall, user, device: str) -> None:
-    """Ring `device`; when answered it dials the call's space and picks the call up."""
-    _require_operator(user, call)
-    if not DEVICE_RE.fullmatch(device or ""):
-        raise ValidationError(
+def _require_parked(call: ParkedCall) -> None:
+    if not call.active or call.lot is None:
+        raise Conflict({"call": "This call is no longer parked."})
+
+
+def retrieve_phone(call: ParkedCall, user, extension: str | None) -> tuple[str, str]:
+    """(the channel parkweb rings, the extension) for a retrieve of `call` to one of its
+    tenant's phones: `extension`, else the member's own. Raises Invalid naming the field."""
+    phones = (
+        TenantPhones.objects.select_related("context", "server")
+        .filter(server_id=call.server_id, tenant_id=call.tenant_id)
+        .first()
+    )
+    if phones is None:
+        raise Invalid(
             {
-                "device": "Give a device like PJSIP/alice: a technology, '/', and a name of "
-                "letters, digits, '_', '.', '@' or '-'."
+                "extension": "Your phones are not set up on this call's PBX yet: ask your "
+                "operator to add them (admin: tenant phones)."
             }
         )
-    if not call.active or call.lot is None:
-        raise ValidationError({"call": "This call is no longer parked."})
+    if not extension and getattr(user, "pk", None):
+        extension = (
+            Membership.objects.filter(user=user, tenant_id=call.tenant_id)
+            .values_list("extension", flat=True)
+            .first()
+        )
+    if not extension:
+        raise Invalid({"extension": "Give the extension of your phone, like 201."})
+    violations = rules.check_phone_extension("extension", extension, phones.ranges)
+    if not violations and _is_parking_extension(call, extension, phones):
+        violations.append(
+            rules.Violation(
+                "extension",
+                "extension_is_parking",
+                f"{extension} is a parking extension, not a phone.",
+            )
+        )
+    if violations:
+        raise Invalid({v.field: v.message for v in violations})
+    return f"Local/{extension}@{phones.context.name}", extension
 
-    client = ami_client(call.server, events="call")
-    context = call.lot.context.name
+
+def _is_parking_extension(call: ParkedCall, extension: str, phones: TenantPhones) -> bool:
+    """Is it the park extension or a space of one of the tenant's lots on that server?
+    Ringing it would park or pick up a call rather than ring a phone."""
+    lots = ParkingLot.objects.filter(server_id=call.server_id, tenant_id=call.tenant_id)
+    number = int(extension)
+    return (
+        lots.filter(parkext=extension).exists()
+        or lots.filter(parkpos_start__lte=number, parkpos_end__gte=number).exists()
+    )
+
+
+def parked_call_retrieve(call: ParkedCall, user, extension: str | None = None) -> None:
+    """Ring one of the tenant's phones (`extension`, else the member's own); when it
+    answers it is bridged to exactly this call."""
+    _require_operator(user, call)
+    _require_parked(call)
+    dial, extension = retrieve_phone(call, user, extension)
+    _ring(call, user, dial, {"extension": extension})
+
+
+def parked_call_retrieve_to_device(call: ParkedCall, user, device: str) -> None:
+    """Staff only (the operator admin): ring any device, like PJSIP/alice."""
+    if not getattr(user, "is_staff", False):
+        raise Forbidden("Only staff may ring a device by name; tenants give an extension.")
+    _require_parked(call)
+    if not DEVICE_RE.fullmatch(device or ""):
+        raise Invalid(
+            {
+                "device": "Give a device like PJSIP/alice (a technology, '/', and a name of "
+                "letters, digits, '_', '.' or '-') or Local/<extension>@<context>."
+            }
+        )
+    _ring(call, user, device, {"device": device})
+
+
+def _ring(call: ParkedCall, user, dial: str, detail: dict) -> None:
+    client = ami_client(call.server)  # made here: the ORM is not for the event loop
+    channel_id = f"parkweb-{call.pk}-{secrets.token_hex(4)}"
 
     async def originate() -> None:
         async with client as ami:
-            reply = await ami.action(
-                "Originate",
-                Channel=device,
-                Context=context,
-                Exten=str(call.space),
-                Priority="1",
-                CallerID=f"Parked {call.space} <{call.space}>",
-                Timeout="30000",
-                Async="true",
-                timeout=35,
+            await actions.ring_and_bridge(
+                ami,
+                dial=dial,
+                parked_uniqueid=call.uniqueid,
+                space=call.space,
+                channel_id=channel_id,
             )
-            if not reply.success:
-                raise AmiError(reply.message or "Originate failed")
 
+    # Recorded before the phone can answer, so the watcher knows it as the retriever.
+    ParkedCall.objects.filter(pk=call.pk).update(
+        retrieve_target=dial[:100],
+        retrieve_channel_id=channel_id,
+        retrieve_requested_by=_name_of(user)[:150],
+        retrieve_requested_at=timezone.now(),
+    )
     try:
         asyncio.run(originate())
     except AmiError as exc:
-        _audit(call, user, "retrieve", False, device=device, error=str(exc))
-        raise ValidationError({"device": f"Asterisk could not ring {device}: {exc}"}) from exc
-    _audit(call, user, "retrieve", True, device=device)
+        _audit(call, user, "retrieve", False, **detail, error=str(exc))
+        raise Unavailable({next(iter(detail)): f"Asterisk could not ring {dial}: {exc}"}) from exc
+    _audit(call, user, "retrieve", True, **detail)
+
+
+def _name_of(user) -> str:
+    full = getattr(user, "get_full_name", lambda: "")()
+    return full or user.get_username()
 
 
 def parked_call_hangup(call: ParkedCall, user) -> None:
     """Hang up a parked call."""
     _require_operator(user, call)
     if not call.active:
-        raise ValidationError({"call": "This call is no longer parked."})
+        raise Conflict({"call": "This call is no longer parked."})
 
     client = ami_client(call.server)
 
     async def hangup() -> None:
         async with client as ami:
-            await ami.checked_action("Hangup", Channel=call.parkee_channel)
+            await actions.hangup(ami, call.parkee_channel)
 
     try:
         asyncio.run(hangup())
     except AmiError as exc:
         _audit(call, user, "hangup", False, error=str(exc))
-        raise ValidationError({"call": f"Asterisk could not hang up the call: {exc}"}) from exc
+        refused = Conflict if isinstance(exc, AmiActionError) else Unavailable  # gone already
+        raise refused({"call": f"Asterisk could not hang up the call: {exc}"}) from exc
     _audit(call, user, "hangup", True)
 
 

@@ -12,7 +12,7 @@ from playwright.sync_api import sync_playwright
 
 from lots.models import ServerHealth
 from tenants.models import Membership, Role
-from tests.factories import make_context, make_server, make_tenant
+from tests.factories import make_context, make_phones, make_server, make_tenant
 from tests.integration.test_deploy import wait_for
 from tests.integration.workers import celery_workers, isolated_redis_url, shared_test_database_url
 
@@ -36,6 +36,7 @@ def site(transactional_db, asterisk, settings):
     server = make_server("pbx-web", parkcall="#72", **asterisk.server_fields())
     tenant = make_tenant("acme", name="Acme")
     make_context(server, tenant, "acme-parking")
+    make_phones(server, tenant, "acme-phones", "201-209")
     # daphne checks passwords with the production hasher, not the tests' fast one.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     users = get_user_model().objects

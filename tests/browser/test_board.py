@@ -12,7 +12,7 @@ from tenants.models import Membership
 from .pages import BASE, create_live_lot, log_in, off_loop, space
 
 pytestmark = pytest.mark.integration
-PHONE = "Local/ring@parkweb-test"  # a "phone" in the sandbox's dialplan that answers at once
+PHONE = "201"  # a phone in acme-phones of the sandbox's dialplan: it answers at once
 
 
 def tab_to(page, name: str, limit: int = 60) -> None:
@@ -40,11 +40,11 @@ def test_operator_retrieves_and_hangs_up_by_keyboard_while_calls_arrive(site, br
     first = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)["ParkingSpace"]
     expect(space(page, first)).to_be_visible(timeout=10_000)
 
-    # Retrieve with no phone set: told so, and taken to the field.
+    # Retrieve with no extension set: told so, and taken to the field.
     tab_to(page, f"Retrieve space {first} to my phone")
     page.keyboard.press("Enter")
-    expect(page.locator("#board-status")).to_contain_text("Enter your phone")
-    expect(page.get_by_label("Your phone, for Retrieve")).to_be_focused()
+    expect(page.locator("#board-status")).to_contain_text("Enter your extension")
+    expect(page.get_by_label("Your extension, for Retrieve")).to_be_focused()
     page.keyboard.type(PHONE)
 
     # Focus waits on space 1's button while another call parks beside it.
@@ -56,8 +56,10 @@ def test_operator_retrieves_and_hangs_up_by_keyboard_while_calls_arrive(site, br
     page.keyboard.press("Enter")
     expect(space(page, first, busy=False)).to_be_visible(timeout=10_000)
     expect(space(page, first, busy=False)).to_be_focused()  # not lost to the page top
-    assert ParkedCall.objects.get(space=first).outcome == "retrieved"
-    assert page.evaluate("localStorage.getItem('parkweb-device')") == PHONE
+    retrieved = ParkedCall.objects.get(space=first)
+    assert (retrieved.outcome, retrieved.retriever_caller_id_num) == ("retrieved", PHONE)
+    # Kept with the account: the next board rings the same phone.
+    assert Membership.objects.get(user__username="ola").extension == PHONE
 
     # Hang up the other, confirming in the browser's own dialog.
     page.once("dialog", lambda dialog: dialog.accept())

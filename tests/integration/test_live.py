@@ -279,33 +279,35 @@ def test_one_worker_watches_each_server_and_another_takes_over_when_it_dies(
     assert ParkedCall.objects.filter(server=site.server).count() == 1  # no duplicate episode
 
 
-def test_operator_retrieves_a_call_to_a_device_and_hangs_another_up(site):
-    from django.core.exceptions import PermissionDenied, ValidationError
-
+def test_only_operators_act_and_staff_may_ring_any_device(site):
     from lots import services
     from lots.models import AuditEntry
+    from parkweb.errors import Forbidden, Invalid
 
     viewer = get_user_model().objects.create_user("vic", password="pw-vic-123")
     Membership.objects.create(user=viewer, tenant=site.acme, role=Role.VIEWER)
+    staff = get_user_model().objects.create_user("sam", password="pw-sam-123", is_staff=True)
     site.asterisk.park_call("parkacme_main", "#72", keep=True)
     call = wait_for(lambda: site.open_calls().first(), what="a parked call")
 
-    with pytest.raises(PermissionDenied):
-        services.parked_call_retrieve(call, viewer, "Local/bob@parking-example")
-    with pytest.raises(PermissionDenied):
-        services.parked_call_retrieve(call, site.gina, "Local/bob@parking-example")
-    with pytest.raises(ValidationError) as caught:
-        services.parked_call_retrieve(call, site.alice, "Local/x\r\nAction: Shutdown")
-    assert "device" in caught.value.error_dict
+    with pytest.raises(Forbidden):
+        services.parked_call_retrieve(call, viewer, "201")
+    with pytest.raises(Forbidden):
+        services.parked_call_retrieve(call, site.gina, "201")
+    with pytest.raises(Forbidden):  # a tenant never names a device, whatever it is
+        services.parked_call_retrieve_to_device(call, site.alice, "Local/ring@parkweb-test")
+    with pytest.raises(Invalid) as caught:
+        services.parked_call_retrieve_to_device(call, staff, "Local/x\r\nAction: Shutdown")
+    assert "device" in caught.value.errors
 
-    # A Local channel stands in for the operator's phone: it answers at once and, as a
-    # phone would, is connected to the space, which picks the call up.
-    services.parked_call_retrieve(call, site.alice, "Local/ring@parkweb-test")
+    # Staff (the operator admin) may ring any device: here a Local channel that answers.
+    services.parked_call_retrieve_to_device(call, staff, "Local/ring@parkweb-test")
     call = wait_for(
         lambda: ParkedCall.objects.filter(pk=call.pk, outcome="retrieved").first(),
         what="the call to be retrieved",
     )
     assert call.retriever_channel.startswith("Local/ring@parkweb-test")
+    assert (call.retriever_caller_id_num, call.retriever_caller_id_name) == ("ring", "sam")
     site.asterisk.hangup_all()
 
     site.asterisk.park_call("parkacme_main", "#72", keep=True)
@@ -317,4 +319,4 @@ def test_operator_retrieves_a_call_to_a_device_and_hangs_another_up(site):
     )
     assert other.outcome == "abandoned"
     audit = list(AuditEntry.objects.values_list("action", "ok", "user__username"))
-    assert sorted(audit) == [("hangup", True, "alice"), ("retrieve", True, "alice")]
+    assert sorted(audit) == [("hangup", True, "alice"), ("retrieve", True, "sam")]

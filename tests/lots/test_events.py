@@ -104,7 +104,7 @@ def test_resync_ends_vanished_calls_as_lost_and_opens_unknown_ones(lot, server):
     services.parked_call_apply(server.pk, events.parse(PARKED))
     other = events.parse({**PARKED, "ParkeeUniqueid": "2.2", "ParkingSpace": "702"})
     summary = services.server_resync(server.pk, [other])
-    assert summary == {"lost": 1, "opened": 1, "parked": 1}
+    assert summary == {"lost": 1, "opened": 1, "parked": 1, "failed": 0}
     assert ParkedCall.objects.get(uniqueid="1795743695.12").outcome == "lost"
     assert ParkedCall.objects.get(uniqueid="2.2").ended_at is None
 

@@ -1,0 +1,41 @@
+"""Where tenants' phones are (staff set it), and each member's own extension."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from parkweb.errors import Invalid
+from tenants.models import Membership
+
+from .. import rules
+from ..models import TenantPhones
+
+
+@transaction.atomic
+def phones_save(phones: TenantPhones) -> TenantPhones:
+    """Create or change where a tenant's phones are on a server (staff only: adapters
+    check that the caller is staff)."""
+    try:
+        phones.full_clean()
+    except ValidationError as exc:
+        raise Invalid.of(exc) from exc
+    phones.save()
+    return phones
+
+
+def member_extension_set(membership: Membership, extension: str) -> Membership:
+    """A member stores their own phone's extension ('' to forget it). It must be one of
+    the tenant's extensions on at least one server where the tenant has phones."""
+    extension = (extension or "").strip()
+    if extension:
+        # Without phones set up anywhere yet, only the form of the extension is checked.
+        every_ranges = [
+            phones.ranges for phones in TenantPhones.objects.filter(tenant=membership.tenant_id)
+        ] or [[]]
+        problems = [rules.check_phone_extension("extension", extension, r) for r in every_ranges]
+        if all(problems):
+            raise Invalid({"extension": problems[0][0].message})
+    membership.extension = extension
+    membership.save(update_fields=["extension"])
+    return membership
