@@ -8,21 +8,56 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from parkweb.errors import DomainError
+
 from . import services
-from .forms import ADVANCED, BASICS, COMEBACK
+from .forms import ADVANCED, BASICS, COMEBACK, ParsingModelForm
 from .models import (
     AsteriskServer,
     AuditEntry,
     Deployment,
     DialplanContext,
+    EventProblem,
     ParkedCall,
     ParkingLot,
     ServerHealth,
+    TenantPhones,
 )
 from .selectors import pending_change
 
 
-class AsteriskServerForm(forms.ModelForm):
+class ServiceForm(ParsingModelForm):
+    """An admin form whose validation is the service's write: the admin saves through the
+    same service, with the same checks and messages, as the pages and the API. The write
+    happens inside the admin's transaction; a refusal shows next to the fields."""
+
+    actor = services.SYSTEM  # the person, set per request by ServiceAdmin.get_form
+
+    def write(self, instance):
+        raise NotImplementedError
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if self._errors:
+            return
+        try:
+            self.instance = self.write(self.instance)
+        except DomainError as refused:
+            self.add_domain_errors(refused)
+
+
+class ServiceAdmin(admin.ModelAdmin):
+    """Saves through the form's service write (see ServiceForm), never model.save()."""
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"actor": services.Actor.of(request.user)})
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Saved already, by the form's service write."""
+
+
+class AsteriskServerForm(ServiceForm):
     ami_secret = forms.CharField(
         label="AMI secret",
         required=False,
@@ -55,9 +90,14 @@ class AsteriskServerForm(forms.ModelForm):
             )
         return secret
 
+    def write(self, server):
+        return services.server_save(
+            server, ami_secret=self.cleaned_data.get("ami_secret"), actor=self.actor
+        )
+
 
 @admin.register(AsteriskServer)
-class AsteriskServerAdmin(admin.ModelAdmin):
+class AsteriskServerAdmin(ServiceAdmin):
     form = AsteriskServerForm
     list_display = [
         "name",
@@ -188,13 +228,6 @@ class AsteriskServerAdmin(admin.ModelAdmin):
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def save_model(self, request, obj, form, change):
-        services.server_save(
-            obj,
-            ami_secret=form.cleaned_data.get("ami_secret"),
-            actor=services.Actor.of(request.user),
-        )
-
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """History is written by parkweb, never edited by hand."""
@@ -253,8 +286,14 @@ class DeploymentAdmin(ReadOnlyAdmin):
         return False
 
 
+class ContextForm(ServiceForm):
+    def write(self, context):
+        return services.context_save(context, actor=self.actor)
+
+
 @admin.register(DialplanContext)
-class DialplanContextAdmin(admin.ModelAdmin):
+class DialplanContextAdmin(ServiceAdmin):
+    form = ContextForm
     list_display = ["name", "server", "tenant", "description"]
     list_filter = ["server", "tenant"]
     search_fields = ["name", "tenant__slug"]
@@ -263,33 +302,89 @@ class DialplanContextAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["server", "tenant"] if obj else []
 
-    def save_model(self, request, obj, form, change):
-        services.context_save(obj, actor=services.Actor.of(request.user))
+
+class PhonesForm(ServiceForm):
+    def write(self, phones):
+        return services.phones_save(phones)
+
+
+@admin.register(TenantPhones)
+class TenantPhonesAdmin(ServiceAdmin):
+    """Where each tenant's phones are: Retrieve rings an extension there and nowhere else."""
+
+    form = PhonesForm
+    list_display = ["tenant", "server", "context", "extensions"]
+    list_filter = ["server", "tenant"]
+    list_select_related = ["tenant", "server", "context"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "context":
+            kwargs["queryset"] = DialplanContext.objects.select_related("server", "tenant")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class HeldFilter(admin.SimpleListFilter):
+    title = "live"
+    parameter_name = "held"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "set aside (not live)"), ("no", "live")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(held_reason="")
+        if self.value() == "no":
+            return queryset.filter(held_reason="")
+        return queryset
+
+
+class LotForm(ServiceForm):
+    def write(self, lot):
+        return services.lot_save(lot, actor=self.actor)
 
 
 @admin.register(ParkingLot)
-class ParkingLotAdmin(admin.ModelAdmin):
-    list_display = ["name", "tenant", "server", "context", "parkext", "parkpos", "enabled"]
-    list_filter = ["enabled", "server", "tenant"]
+class ParkingLotAdmin(ServiceAdmin):
+    form = LotForm
+    list_display = [
+        "name",
+        "tenant",
+        "server",
+        "context",
+        "parkext",
+        "parkpos",
+        "enabled",
+        "live",
+    ]
+    list_filter = ["enabled", "server", "tenant", HeldFilter]
     search_fields = ["name", "slug", "tenant__slug", "parkext"]
     list_select_related = ["tenant", "server", "context"]
     # The tenant pages' groups of options (lots.forms), with the tenant first.
     fieldsets = [
-        (None, {"fields": ["tenant", *BASICS]}),
+        (None, {"fields": ["tenant", *BASICS, "held_reason"]}),
         ("When nobody picks up", {"fields": COMEBACK}),
         ("Advanced", {"classes": ["collapse"], "fields": ADVANCED}),
     ]
+    actions = ["try_again"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["tenant", "slug"] if obj else []
+        return ["tenant", "slug", "held_reason"] if obj else ["held_reason"]
+
+    @admin.display(description="live", boolean=True)
+    def live(self, lot):
+        return not lot.held_reason
+
+    @admin.action(description="Try set-aside lots again (after fixing the PBX's dialplan)")
+    def try_again(self, request, queryset):
+        count = services.lots_retry(
+            queryset.exclude(held_reason=""), services.Actor.of(request.user)
+        )
+        self.message_user(request, f"{count} lot(s) will be deployed again.", messages.SUCCESS)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name in ("context", "comebackcontext"):
             kwargs["queryset"] = DialplanContext.objects.select_related("server", "tenant")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def save_model(self, request, obj, form, change):
-        services.lot_save(obj, actor=services.Actor.of(request.user))
 
     def delete_model(self, request, obj):
         services.lot_delete(obj, actor=services.Actor.of(request.user))
@@ -297,6 +392,13 @@ class ParkingLotAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for lot in queryset:
             services.lot_delete(lot, actor=services.Actor.of(request.user))
+
+
+class DeviceForm(forms.Form):
+    device = forms.CharField(
+        max_length=130,
+        help_text="Any device: PJSIP/alice, or Local/201@some-context. Staff only.",
+    )
 
 
 @admin.register(ParkedCall)
@@ -315,6 +417,57 @@ class ParkedCallAdmin(ReadOnlyAdmin):
     search_fields = ["caller_id_num", "caller_id_name", "lot_name", "uniqueid"]
     list_select_related = ["server"]
     date_hierarchy = "parked_at"
+    readonly_fields = ["retrieve_link"]
+
+    @admin.display(description="retrieve")
+    def retrieve_link(self, call):
+        if not call.active:
+            return "-"
+        return format_html(
+            '<a class="button" href="{}">Retrieve to a device</a>',
+            reverse("admin:lots_parkedcall_retrieve", args=[call.pk]),
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:call_id>/retrieve/",
+                self.admin_site.admin_view(self.retrieve_view),
+                name="lots_parkedcall_retrieve",
+            ),
+            *super().get_urls(),
+        ]
+
+    def retrieve_view(self, request, call_id: int):
+        """Staff ring any device for a parked call (tenants ring only their own phones)."""
+        call = get_object_or_404(ParkedCall.objects.select_related("server", "lot"), pk=call_id)
+        if not self.has_view_permission(request, call):
+            return redirect("admin:index")
+        form = DeviceForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.parked_call_retrieve_to_device(
+                    call, request.user, form.cleaned_data["device"]
+                )
+            except DomainError as refused:
+                for messages_ in refused.errors.values():
+                    form.add_error("device", messages_)
+            else:
+                self.message_user(
+                    request, f"Ringing {form.cleaned_data['device']}.", messages.SUCCESS
+                )
+                return redirect("admin:lots_parkedcall_change", call.pk)
+        return TemplateResponse(
+            request,
+            "admin/lots/parkedcall/retrieve.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "call": call,
+                "form": form,
+                "title": f"Retrieve {call} to a device",
+            },
+        )
 
 
 @admin.register(ServerHealth)
@@ -335,3 +488,13 @@ class ServerHealthAdmin(ReadOnlyAdmin):
 class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "tenant", "user", "action", "target", "ok"]
     list_filter = ["action", "ok", "tenant"]
+
+
+@admin.register(EventProblem)
+class EventProblemAdmin(ReadOnlyAdmin):
+    """AMI events (or resynced calls) that could not be applied: each stayed its own
+    call's problem while the watcher went on."""
+
+    list_display = ["created_at", "server", "tenant", "lot_name", "uniqueid", "kind", "error"]
+    list_filter = ["kind", "server", "tenant"]
+    list_select_related = ["server", "tenant"]

@@ -1,12 +1,35 @@
-"""Tenant self-service forms: the model's own validation, grouped for people."""
+"""Forms: they read people's input; the services check it (once) and save it."""
 
 from datetime import date, timedelta
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import Q
+from django.forms.models import construct_instance
 from django.utils import timezone
 
+from parkweb.errors import DomainError
+
 from .models import DialplanContext, ParkedCall, ParkingLot
+
+
+class ParsingModelForm(forms.ModelForm):
+    """A model form that only reads its input into the instance (types, choices, required
+    fields): the rules are the service's to check, once, on every door alike. Its refusal
+    goes next to the fields with `add_domain_errors`."""
+
+    def _post_clean(self) -> None:
+        try:
+            self.instance = construct_instance(
+                self, self.instance, self._meta.fields, self._meta.exclude
+            )
+        except ValidationError as exc:
+            self._update_errors(exc)
+
+    def add_domain_errors(self, error: DomainError) -> None:
+        for field, messages in error.errors.items():
+            self.add_error(field if field in self.fields else None, messages)
+
 
 BASICS = [
     "name",
@@ -34,7 +57,7 @@ ADVANCED = [
 ]
 
 
-class LotForm(forms.ModelForm):
+class LotForm(ParsingModelForm):
     class Meta:
         model = ParkingLot
         fields = BASICS + COMEBACK + ADVANCED

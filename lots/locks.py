@@ -1,9 +1,13 @@
-"""One deploy at a time per server, with a lock that a dead worker cannot leave held.
+"""The locks parkweb takes, named in one place.
 
-On PostgreSQL: a session advisory lock, released by the server the moment the worker's
-connection closes, however the worker died. Elsewhere (SQLite, the single-process embedded
-mode): a lease row with an expiry, renewed while its holder lives, so a dead holder's
-lease runs out within PARKWEB_DEPLOY_LEASE_SECONDS.
+`server_row_lock`: saves that must see every other lot of a server (collision checks, the
+lot budget) hold the server's row lock from their checks to their commit.
+
+`server_deploy_lock`: one deploy at a time per server, with a lock that a dead worker
+cannot leave held. On PostgreSQL: a session advisory lock, released by the server the
+moment the worker's connection closes, however the worker died. Elsewhere (SQLite, the
+single-process embedded mode): a lease row with an expiry, renewed while its holder
+lives, so a dead holder's lease runs out within PARKWEB_DEPLOY_LEASE_SECONDS.
 """
 
 import threading
@@ -13,13 +17,21 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import ServerDeployState
+from .models import AsteriskServer, ServerDeployState
 
 LOCK_NAMESPACE = 0x504B  # "PK": keeps parkweb's advisory locks apart from others'
+
+
+def server_row_lock(server_id: int | None) -> None:
+    """Serialise check-then-save per server, so two concurrent saves cannot both pass the
+    collision check. Held until the transaction ends; a no-op outside one (and on SQLite,
+    which locks the whole database on write anyway)."""
+    if server_id is not None and transaction.get_connection().in_atomic_block:
+        list(AsteriskServer.objects.select_for_update().filter(pk=server_id).values("pk"))
 
 
 @contextmanager

@@ -22,7 +22,8 @@ server_name_validator = RegexValidator(
     code="server_name_format",
 )
 host_validator = RegexValidator(
-    r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}\Z",
+    # Labels of at most 63 characters, as DNS has them; IPv6 addresses have no dots.
+    r"^(?=.{1,253}\Z)[A-Za-z0-9][A-Za-z0-9:-]{0,62}(\.[A-Za-z0-9][A-Za-z0-9:-]{0,62})*\.?\Z",
     "Give a host name or an IP address.",
     code="host_format",
 )
@@ -309,6 +310,9 @@ class ParkingLot(ImmutableFieldsMixin, models.Model):
         editable=False,
         help_text="Why Asterisk refused this lot; empty while it is deployed normally.",
     )
+    # The extension of the PBX's own dialplan it collided with, if that was the cause: the
+    # reconcile brings the lot back once that extension is gone.
+    held_extension = models.CharField(max_length=20, blank=True, editable=False)
     held_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     tenant_path = "tenant"

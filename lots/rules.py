@@ -301,3 +301,37 @@ def check_phone_extension(
             )
         ]
     return []
+
+
+def find_dialplan_collisions(
+    candidate: LotExtensions, context_name: str, taken: Iterable[str]
+) -> list[Violation]:
+    """The lot's park extension or spaces that the PBX's dialplan already has in the lot's
+    context (extensions that something other than res_parking made): Asterisk would refuse
+    the reload that adds them."""
+    violations = []
+    taken = set(taken)
+    if candidate.parkext and candidate.parkext in taken:
+        violations.append(
+            Violation(
+                "parkext",
+                "extension_in_dialplan",
+                f"Extension {candidate.parkext} already exists in context {context_name} on "
+                "the PBX (not made by parkweb): choose another, or ask your operator to "
+                "remove it there.",
+            )
+        )
+    spaces = sorted(int(e) for e in taken if candidate.has_space(e))
+    if spaces:
+        listed = ", ".join(str(n) for n in spaces[:5]) + (" ..." if len(spaces) > 5 else "")
+        violations.append(
+            Violation(
+                "parkpos_start",
+                "extension_in_dialplan",
+                f"Extension{'s' if len(spaces) > 1 else ''} {listed} already exist"
+                f"{'' if len(spaces) > 1 else 's'} in context {context_name} on the PBX (not "
+                "made by parkweb): choose other spaces, or ask your operator to remove "
+                f"{'them' if len(spaces) > 1 else 'it'} there.",
+            )
+        )
+    return violations

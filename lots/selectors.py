@@ -25,9 +25,10 @@ from .models import (
 
 
 def server_lots(server: AsteriskServer) -> QuerySet[ParkingLot]:
-    """The enabled lots of a server, with everything config generation reads."""
+    """The lots that go into a server's config: enabled, and not set aside by a deploy
+    Asterisk refused; with everything config generation reads."""
     return (
-        ParkingLot.objects.filter(server=server, enabled=True)
+        ParkingLot.objects.filter(server=server, enabled=True, held_reason="")
         .select_related("tenant", "context", "comebackcontext")
         .order_by("pk")
     )
@@ -56,10 +57,29 @@ def server_lot_configs(server: AsteriskServer) -> list[confgen.LotConfig]:
     ]
 
 
+def held_sections(server: AsteriskServer) -> list[confgen.Section]:
+    """Lots whose latest change Asterisk refused keep running as they last did: their
+    sections from the last good file. Not those in the way of the PBX's own dialplan
+    (`held_extension`): their old sections would be refused too."""
+    held = list(
+        ParkingLot.objects.filter(server=server, enabled=True, held_extension="")
+        .exclude(held_reason="")
+        .select_related("tenant")
+    )
+    last = last_good_deployment(server.pk) if held else None
+    if last is None:
+        return []
+    previous = {section.name: section for section in deploy.sections_of(last.res_parking_conf)}
+    names = {confgen.lot_section_name(server, lot) for lot in held} - {"general", "default"}
+    return [previous[name] for name in sorted(names) if name in previous]
+
+
 def server_config(server: AsteriskServer) -> dict[str, str]:
     """The files parkweb would write for the server now: {file name: text}."""
     return {
-        "res_parking.conf": confgen.render_res_parking(server, server_lot_configs(server)),
+        "res_parking.conf": confgen.render_res_parking(
+            server, server_lot_configs(server), held_sections(server)
+        ),
         "features.conf": confgen.render_features(server),
     }
 

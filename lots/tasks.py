@@ -18,9 +18,9 @@ def deploy_server(self, server_id: int) -> str:
             raise self.retry(countdown=delay)
     outcome, deployment = services.deployment_run(server_id)
     if self.request.is_eager:
-        pass  # embedded mode: no broker to retry through; the next change or beat retries
+        pass  # embedded mode: no broker to retry through; its retrier runs it when due
     elif outcome == services.Outcome.UNREACHABLE:
-        backoff = min(2 ** min(deployment.attempts, 10), settings.PARKWEB_DEPLOY_RETRY_MAX_SECONDS)
+        backoff = services.retry_delay(deployment.attempts)
         raise self.retry(countdown=backoff * random.uniform(0.8, 1.2))  # noqa: S311
     elif outcome == services.Outcome.BUSY:
         # A live holder runs what is queued when it finishes; this retry only matters when
@@ -41,7 +41,9 @@ def retrieve_cancel(server_id: int, channel_id: str) -> bool:
 
 @shared_task
 def reconcile_servers() -> dict[str, str]:
-    """Beat: compare every server with the database; drift is recorded and redeployed."""
+    """Beat: compare every server with the database; drift is recorded and redeployed.
+    A deployment whose retry was lost (a broker restarted, say) is started again."""
+    services.deployments_retry_due(grace=settings.PARKWEB_DEPLOY_RETRY_MAX_SECONDS + 30)
     drifts = {}
     for server in AsteriskServer.objects.all():
         drift = services.server_reconcile(server)

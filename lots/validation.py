@@ -1,8 +1,9 @@
 """Whole-object validation of servers, contexts and lots, shared by every save path.
 
-Model `clean()` calls these, so forms, the admin, services and the API all get the same
-checks. The rules themselves live in `rules.py`; this module gathers the facts they need
-from the database and turns violations into field errors.
+Model `clean()` runs the checks of an object's own values (`validate_*`), which need no
+lock. The checks against other objects (`lot_rule_violations`) need the server's lock and
+are run by the services, which take it (`lots.locks`). The rules themselves live in
+`rules.py`; this module gathers the facts they need and turns violations into errors.
 """
 
 from collections import defaultdict
@@ -10,7 +11,6 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import Count
 from django.db.models.functions import Coalesce
 
@@ -24,14 +24,6 @@ def raise_violations(violations: Iterable[rules.Violation]) -> None:
         by_field[violation.field].append(ValidationError(violation.message, code=violation.rule))
     if by_field:
         raise ValidationError(dict(by_field))
-
-
-def lock_server(server_id: int | None) -> None:
-    """Serialise validation-then-save per server, so two concurrent saves cannot both pass
-    the collision check. A no-op outside a transaction (and on SQLite, which locks the
-    whole database on write anyway)."""
-    if server_id is not None and transaction.get_connection().in_atomic_block:
-        list(AsteriskServer.objects.select_for_update().filter(pk=server_id).values("pk"))
 
 
 def validate_server(server: AsteriskServer) -> None:
@@ -73,7 +65,7 @@ def validate_phones(phones: TenantPhones) -> None:
     raise_violations(violations)
 
 
-def _extensions(lot: ParkingLot) -> rules.LotExtensions:
+def lot_extensions(lot: ParkingLot) -> rules.LotExtensions:
     return rules.LotExtensions(
         lot_id=lot.pk,
         tenant_id=lot.tenant_id,
@@ -160,7 +152,7 @@ def lot_conflict_violations(lot: ParkingLot) -> list[rules.Violation]:
             "parkpos_end",
         )
     )
-    return rules.find_extension_conflicts(_extensions(lot), [_extensions(o) for o in others])
+    return rules.find_extension_conflicts(lot_extensions(lot), [lot_extensions(o) for o in others])
 
 
 def lot_budget_violations(lot: ParkingLot) -> list[rules.Violation]:
@@ -198,12 +190,18 @@ def lot_budget_violations(lot: ParkingLot) -> list[rules.Violation]:
 
 
 def validate_lot(lot: ParkingLot) -> None:
+    """The lot's own values (Model.clean): no other lot, no lock."""
     lot.clean_immutable_fields()
-    violations = lot_field_violations(lot)
-    if lot.server_id is not None and lot.tenant_id is not None and lot.context_id is not None:
-        violations += _owned_context_violations(lot)
-        if not violations:
-            lock_server(lot.server_id)
-            violations += lot_conflict_violations(lot)
-            violations += lot_budget_violations(lot)
-    raise_violations(violations)
+    raise_violations(lot_field_violations(lot))
+
+
+def lot_rule_violations(lot: ParkingLot) -> list[rules.Violation]:
+    """The lot against what else the server holds: contexts of its own tenant, no
+    collision with other lots, the server's lot budget. Run with the server locked."""
+    if lot.server_id is None or lot.tenant_id is None or lot.context_id is None:
+        return []
+    violations = _owned_context_violations(lot)
+    if not violations:
+        violations += lot_conflict_violations(lot)
+        violations += lot_budget_violations(lot)
+    return violations

@@ -7,7 +7,7 @@ from functools import wraps
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from parkweb.errors import DomainError
 from tenants.apikeys import api_key_create, api_key_revoke
 from tenants.models import ApiKey, Membership, Role, Tenant
 from tenants.scoping import has_role, role_of, scoped, tenants_for_user
@@ -86,14 +87,7 @@ def board(request):
     return render(request, "lots/board.html", {"lots": lots, "my_extension": my_extension or ""})
 
 
-def _add_errors(form, refused: ValidationError) -> None:
-    """Put a model's errors next to the form's fields (or above the form for the others)."""
-    for field, errors in refused.update_error_dict({}).items():
-        form.add_error(field if field in form.fields else None, errors)
-
-
 @tenant_page
-@transaction.atomic  # the form's check takes the server's row lock and holds it to the save
 def lot_edit(request, lot: str | None = None):
     instance = None
     if lot is not None:
@@ -108,12 +102,9 @@ def lot_edit(request, lot: str | None = None):
             field.disabled = True
     if request.method == "POST" and form.is_valid():
         try:
-            # The service checks again; should it refuse, that shows like the form's errors.
-            saved = services.lot_save(
-                form.save(commit=False), actor=services.Actor.of(request.user)
-            )
-        except ValidationError as refused:
-            _add_errors(form, refused)
+            saved = services.lot_save(form.instance, actor=services.Actor.of(request.user))
+        except DomainError as refused:
+            form.add_domain_errors(refused)
         else:
             return redirect("lot", tenant=request.tenant.slug, lot=saved.slug)
     deployment = deployment_error = None

@@ -145,11 +145,22 @@ def default_leases(owner: str):
 
 
 class Supervisor:
-    """Watches every server whose lease it holds, in a background thread."""
+    """Watches every server whose lease it holds, in a background thread. In the embedded
+    mode it also retries deployments that wait for Asterisk (`retry_deploys`): there is no
+    broker to retry through there."""
 
-    def __init__(self, leases=None, name: str | None = None):
+    def __init__(
+        self,
+        leases=None,
+        name: str | None = None,
+        *,
+        watch: bool = True,
+        retry_deploys: bool = False,
+    ):
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.leases = leases or default_leases(self.name)
+        self.watch = watch
+        self.retry_deploys = retry_deploys
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="parkweb-watchers", daemon=True)
         self._stop: asyncio.Event | None = None
@@ -193,6 +204,10 @@ class Supervisor:
                 await self._unwatch(server_id)
 
     async def _check(self) -> None:
+        if self.retry_deploys:
+            await _db(services.deployments_retry_due)()
+        if not self.watch:
+            return
         servers = await _db(lambda: list(AsteriskServer.objects.all()))()
         wanted = {server.pk: server for server in servers}
         for server_id in list(self._watching):
@@ -233,8 +248,11 @@ _embedded: Supervisor | None = None
 
 
 def start_embedded_watchers() -> None:
-    """In the embedded mode (no Redis, so no Celery workers), watch from this process."""
+    """In the embedded mode (no Redis, so no Celery workers), watch from this process and
+    retry the deployments that wait for Asterisk."""
     global _embedded
-    if settings.REDIS_URL or not settings.PARKWEB_EMBEDDED_WATCHERS or _embedded is not None:
+    if settings.REDIS_URL or _embedded is not None:
         return
-    _embedded = Supervisor(LocalLeases()).start()
+    _embedded = Supervisor(
+        LocalLeases(), watch=settings.PARKWEB_EMBEDDED_WATCHERS, retry_deploys=True
+    ).start()

@@ -8,7 +8,7 @@ same whichever door a request came through.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
@@ -20,7 +20,10 @@ class DomainError(Exception):
     default_code = "invalid"
 
     def __init__(
-        self, errors: str | Mapping[str, str | Iterable[str]], code: str | None = None
+        self,
+        errors: str | Mapping[str, str | Iterable[str]],
+        code: str | None = None,
+        codes: Mapping[str, list[str]] | None = None,
     ) -> None:
         if isinstance(errors, str):
             errors = {NON_FIELD: errors}
@@ -29,6 +32,10 @@ class DomainError(Exception):
             for field, messages in errors.items()
         }
         self.code = code or self.default_code
+        # The rule behind each message, field by field (like "spaces_overlap").
+        self.codes: dict[str, list[str]] = dict(codes or {}) or {
+            field: [self.code] * len(messages) for field, messages in self.errors.items()
+        }
         super().__init__(self.message)
 
     @property
@@ -48,7 +55,10 @@ class DomainError(Exception):
                     field: [message for error in errors for message in error.messages]
                     for field, errors in exc.error_dict.items()
                 },
-                code="invalid",
+                codes={
+                    field: [error.code or "invalid" for error in errors]
+                    for field, errors in exc.error_dict.items()
+                },
             )
         return cls({NON_FIELD: exc.messages})
 
@@ -95,3 +105,11 @@ class Unavailable(DomainError):
 
     status = 503
     default_code = "unavailable"
+
+
+def checked(full_clean: Callable[[], None]) -> None:
+    """Run a model's own checks; its ValidationError becomes the domain's Invalid."""
+    try:
+        full_clean()
+    except ValidationError as exc:
+        raise Invalid.of(exc) from exc

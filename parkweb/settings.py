@@ -2,6 +2,7 @@
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "channels",
+    "axes",
     "tenants",
     "lots",
 ]
@@ -59,7 +61,25 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login with the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Logins (tenant pages and the operator admin alike) go through django-axes, which counts
+# failures per username and per address and locks out guessing (see "Tenant isolation" in
+# the README for how an operator unlocks someone).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("PARKWEB_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("PARKWEB_LOGIN_LOCKOUT_MINUTES", "15")))
+# A username guessed at from many addresses, and an address guessing many usernames, are
+# each locked out on their own.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
 
 ROOT_URLCONF = "parkweb.urls"
 WSGI_APPLICATION = "parkweb.wsgi.application"
@@ -141,6 +161,23 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "EXCEPTION_HANDLER": "lots.api.errors.exception_handler",
+    # Per caller (API key, staff token or session user) and, for callers without one, per
+    # address; wrong keys and tokens are counted per address too (parkweb.throttles).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "parkweb.throttles.CallerRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "caller": os.environ.get("PARKWEB_API_RATE", "1200/min"),
+        "anon": os.environ.get("PARKWEB_API_ANON_RATE", "120/min"),
+        "auth_failures": os.environ.get("PARKWEB_AUTH_FAILURE_RATE", "20/min"),
+        "password_reset": os.environ.get("PARKWEB_PASSWORD_RESET_RATE", "5/hour"),
+    },
+    # Behind a reverse proxy, say how many: the client's address is then taken from
+    # X-Forwarded-For (see "Production" in the README).
+    "NUM_PROXIES": int(os.environ["PARKWEB_NUM_PROXIES"])
+    if os.environ.get("PARKWEB_NUM_PROXIES")
+    else None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "parkweb API",
@@ -156,6 +193,14 @@ SPECTACULAR_SETTINGS = {
 # tasks inline, an in-memory channel layer (the embedded mode of `make run`).
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
+    # Throttles and login lockouts count across every web process.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "parkweb",
+        }
+    }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -189,6 +234,9 @@ PARKWEB_DEPLOY_RETRY_MAX_SECONDS = int(os.environ.get("PARKWEB_DEPLOY_RETRY_MAX_
 PARKWEB_DEPLOY_QUIET_SECONDS = float(os.environ.get("PARKWEB_DEPLOY_QUIET_SECONDS", "0.3"))
 PARKWEB_DEPLOY_MAX_WAIT_SECONDS = float(os.environ.get("PARKWEB_DEPLOY_MAX_WAIT_SECONDS", "10"))
 PARKWEB_AMI_TIMEOUT = float(os.environ.get("PARKWEB_AMI_TIMEOUT", "10"))
+# How long a lot's save waits for the PBX to show its dialplan (to refuse extensions that
+# already exist there); past it the save goes on and the deploy finds out.
+PARKWEB_PRECHECK_TIMEOUT = float(os.environ.get("PARKWEB_PRECHECK_TIMEOUT", "3"))
 PARKWEB_RELOAD_TIMEOUT = float(os.environ.get("PARKWEB_RELOAD_TIMEOUT", "300"))
 # Run the AMI watchers inside the web process when there is no Redis (embedded mode).
 PARKWEB_EMBEDDED_WATCHERS = env_bool("PARKWEB_EMBEDDED_WATCHERS", True)

@@ -6,6 +6,8 @@ from django.urls import include, path
 
 from lots import views as lot_views
 
+from . import accounts
+
 admin.site.site_header = "parkweb operator admin"
 admin.site.site_title = "parkweb admin"
 admin.site.index_title = "Servers, tenants, lots and deployments"
@@ -25,7 +27,7 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
-    path("accounts/password_reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path("accounts/password_reset/", accounts.PasswordResetView.as_view(), name="password_reset"),
     path(
         "accounts/password_reset/done/",
         auth_views.PasswordResetDoneView.as_view(),

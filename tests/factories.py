@@ -5,16 +5,14 @@ from itertools import count
 from lots import services
 from lots.models import AsteriskServer, DialplanContext, ParkedCall, ParkingLot, TenantPhones
 from tenants.models import Tenant
+from tenants.services import tenant_save
 
 _seq = count(1)
 
 
 def make_tenant(slug: str | None = None, **fields) -> Tenant:
     slug = slug or f"tenant{next(_seq)}"
-    tenant = Tenant(slug=slug, name=fields.pop("name", slug.title()), **fields)
-    tenant.full_clean()
-    tenant.save()
-    return tenant
+    return tenant_save(Tenant(slug=slug, name=fields.pop("name", slug.title()), **fields))
 
 
 def make_server(name: str | None = None, *, secret: str = "s3cret", **fields) -> AsteriskServer:

@@ -12,9 +12,15 @@ from rest_framework.authentication import (
 )
 from rest_framework.exceptions import AuthenticationFailed
 
+from parkweb.throttles import AttemptThrottle
 from tenants.apikeys import ApiKeyPrincipal, api_key_check
 from tenants.models import Role, Tenant
 from tenants.scoping import ROLE_RANK, role_of
+
+
+def failures() -> AttemptThrottle:
+    """Wrong keys and tokens, counted per address: past the rate, every try is a 429."""
+    return AttemptThrottle("auth_failures")
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -26,8 +32,11 @@ class ApiKeyAuthentication(BaseAuthentication):
         header = get_authorization_header(request).decode("latin-1")
         if not header.startswith(f"{self.keyword} "):
             return None
+        throttle = failures()
+        throttle.check(request)
         key = api_key_check(header[len(self.keyword) + 1 :].strip())
         if key is None:
+            throttle.count(request)
             raise AuthenticationFailed("Invalid or revoked API key.")
         return ApiKeyPrincipal(key), key
 
@@ -37,6 +46,18 @@ class ApiKeyAuthentication(BaseAuthentication):
 
 class StaffTokenAuthentication(TokenAuthentication):
     """`Authorization: Token <key>`, for staff provisioning systems only."""
+
+    def authenticate(self, request):
+        words = get_authorization_header(request).split()
+        if not words or words[0].lower() != self.keyword.lower().encode():
+            return None
+        throttle = failures()
+        throttle.check(request)
+        try:
+            return super().authenticate(request)
+        except AuthenticationFailed:
+            throttle.count(request)
+            raise
 
     def authenticate_credentials(self, key):
         if not re.fullmatch(r"[0-9a-f]{40}", key):  # never look up anything else

@@ -141,6 +141,16 @@ class TenantContextSerializer(ContextSerializer):
 LOT_OPTIONS = [name for name in LotConfig.PLAIN if name != "enabled"]
 
 
+def set_aside(lot: ParkingLot) -> dict | None:
+    if not lot.held_reason:
+        return None
+    return {
+        "reason": lot.held_reason,
+        "since": lot.held_at.isoformat().replace("+00:00", "Z") if lot.held_at else None,
+        "runs_previous": not lot.held_extension,
+    }
+
+
 class LotSerializer(serializers.ModelSerializer):
     """A lot of the tenant in the URL; contexts are named, and must be the tenant's own."""
 
@@ -159,6 +169,13 @@ class LotSerializer(serializers.ModelSerializer):
         help_text="Name of one of your contexts, for calls that do not come back to origin.",
     )
     asterisk_name = serializers.CharField(read_only=True)
+    set_aside = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text="null while the lot is deployed as saved. Else Asterisk refused it: "
+        '{"reason": why, "since": when, "runs_previous": whether the lot still runs as it '
+        "last did}. Saving the lot again tries again.",
+    )
 
     class Meta:
         model = ParkingLot
@@ -171,6 +188,7 @@ class LotSerializer(serializers.ModelSerializer):
             "comebackcontext",
             *LOT_OPTIONS,
             "asterisk_name",
+            "set_aside",
             "created_at",
             "updated_at",
         ]
@@ -199,6 +217,7 @@ class LotSerializer(serializers.ModelSerializer):
             "comebackcontext": lot.comebackcontext.name if lot.comebackcontext else None,
             **{field: getattr(lot, field) for field in LOT_OPTIONS},
             "asterisk_name": lot.asterisk_name,
+            "set_aside": set_aside(lot),
             "created_at": lot.created_at.isoformat().replace("+00:00", "Z"),
             "updated_at": lot.updated_at.isoformat().replace("+00:00", "Z"),
         }
@@ -222,7 +241,7 @@ class LotSerializer(serializers.ModelSerializer):
         if "context" in attrs:
             attrs["context"] = self._own_context(server, attrs["context"], "context")
         if "comebackcontext" in attrs:
-            attrs["comebackcontext"] = self._context(
+            attrs["comebackcontext"] = self._own_context(
                 server, attrs["comebackcontext"], "comebackcontext"
             )
         return attrs
@@ -251,6 +270,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "config_hash",
             "reloaded",
             "error",
+            "set_aside",
             "diff",
             "replies",
         ]
@@ -261,10 +281,17 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
 
 class TenantDeploymentSerializer(DeploymentSerializer):
-    """What a tenant may know of a deployment: the server's config is other tenants' too."""
+    """What a tenant may know of a deployment: the server's config is other tenants' too.
+    `set_aside` lists only the caller's own tenants' lots (the view filters it)."""
+
+    set_aside = serializers.ListField(
+        child=serializers.DictField(),
+        read_only=True,
+        help_text="Your lots that Asterisk refused in this deployment: [{lot, tenant, reason}].",
+    )
 
     class Meta(DeploymentSerializer.Meta):
-        fields = ["id", "status", "live", "created_at", "started_at", "finished_at"]
+        fields = ["id", "status", "live", "created_at", "started_at", "finished_at", "set_aside"]
         read_only_fields = fields
 
 

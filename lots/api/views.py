@@ -282,7 +282,8 @@ class DeploymentDetail(APIView):
         staff = is_staff_caller(request)
         if not staff:
             tenants = Tenant.objects.filter(lots__server_id=deployment.server_id).distinct()
-            if not any(request_role(request, tenant) for tenant in tenants):
+            mine = {tenant.slug for tenant in tenants if request_role(request, tenant)}
+            if not mine:
                 raise NotFound()
         try:
             wait = min(max(int(request.query_params.get("wait", 0)), 0), WAIT_MAX_SECONDS)
@@ -293,6 +294,8 @@ class DeploymentDetail(APIView):
         while deployment.status not in finished and time.monotonic() < deadline:
             time.sleep(0.2)
             deployment.refresh_from_db()
+        if not staff:  # other tenants' lots are theirs to know
+            deployment.set_aside = [e for e in deployment.set_aside if e.get("tenant") in mine]
         serializer = s.DeploymentSerializer if staff else s.TenantDeploymentSerializer
         return Response(serializer(deployment).data)
 

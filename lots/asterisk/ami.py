@@ -192,11 +192,10 @@ class AmiClient:
             raise AmiTimeout(
                 f"no TCP connection to {self.host}:{self.port} within {self.timeout}s"
             ) from None
-        except OSError as exc:
+        except (OSError, UnicodeError, ValueError) as exc:  # refused, unreachable, bad name
             await self.close()
-            raise AmiConnectError(
-                f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"
-            ) from None
+            reason = getattr(exc, "strerror", None) or exc
+            raise AmiConnectError(f"cannot connect to {self.host}:{self.port}: {reason}") from None
         if manager.authenticated_future is None:  # connection_made runs as a task callback
             await asyncio.sleep(0)
         try:

@@ -152,16 +152,20 @@ def lot_section_name(server, lot) -> str:
     )
 
 
-def res_parking_sections(server, lots: Iterable) -> list[Section]:
+def res_parking_sections(server, lots: Iterable, kept: Iterable[Section] = ()) -> list[Section]:
     """The sections of res_parking.conf: [general], [default], then lots by name.
-    `lots` are LotConfigs or ParkingLots."""
+    `lots` are LotConfigs or ParkingLots; `kept` are sections of lots whose change Asterisk
+    refused, as they last ran (taken from the last good file, already checked)."""
     configs = (LotConfig.of(lot) for lot in lots)
     lot_sections = sorted(
-        (
-            Section(lot_section_name(server, lot), lot_options(lot))
-            for lot in configs
-            if lot.enabled and lot.server_id == server.pk
-        ),
+        [
+            *(
+                Section(lot_section_name(server, lot), lot_options(lot))
+                for lot in configs
+                if lot.enabled and lot.server_id == server.pk
+            ),
+            *kept,
+        ],
         key=lambda section: section.name,
     )
     sections = [Section("general", (("parkeddynamic", "no"),))]
@@ -209,9 +213,9 @@ def _with_header(server, body: str) -> str:
     return "\n".join(header) + "\n" + body
 
 
-def render_res_parking(server, lots: Iterable) -> str:
-    """res_parking.conf for the server's enabled lots."""
-    return _with_header(server, _body(res_parking_sections(server, lots)))
+def render_res_parking(server, lots: Iterable, kept: Iterable[Section] = ()) -> str:
+    """res_parking.conf for the server's enabled lots (and `kept` sections as they are)."""
+    return _with_header(server, _body(res_parking_sections(server, lots, kept)))
 
 
 def render_features(server) -> str:

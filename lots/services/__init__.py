@@ -11,6 +11,7 @@ from .config import (
     lot_delete,
     lot_save,
     lot_update,
+    lots_retry,
     server_save,
 )
 from .deploys import (
@@ -24,6 +25,8 @@ from .deploys import (
     deployment_pending,
     deployment_request,
     deployment_run,
+    deployments_retry_due,
+    retry_delay,
     server_reconcile,
 )
 from .parking import (
@@ -53,11 +56,13 @@ __all__ = [
     "deployment_pending",
     "deployment_request",
     "deployment_run",
+    "deployments_retry_due",
     "lot_create",
     "lot_delete",
     "lot_for",
     "lot_save",
     "lot_update",
+    "lots_retry",
     "member_extension_set",
     "parked_call_apply",
     "parked_call_hangup",
@@ -67,6 +72,7 @@ __all__ = [
     "parking_event_apply",
     "phones_save",
     "retrieve_ringing_cancel",
+    "retry_delay",
     "server_health_update",
     "server_reconcile",
     "server_resync",

@@ -1,20 +1,44 @@
-"""Saves of servers, contexts and lots.
+"""Saves of servers, contexts and lots: each validates once, takes its own locks, and
+raises `parkweb.errors` domain errors; each change that can alter a server's config
+queues a deploy on commit.
 
-Each validates the whole object (the same `clean()` the forms and the admin run) inside a
-transaction that holds the server's row lock, so concurrent saves cannot slip two
-colliding lots past the checks; each change that can alter a server's config queues a
-deploy on commit.
+A lot is checked in three steps: its own values; then the PBX's live dialplan, with no
+lock held while Asterisk answers; then, under the lot's and the server's row locks held
+to the commit, the other lots of the server (so concurrent saves cannot slip two
+colliding lots past the checks).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from parkweb.errors import Invalid, NotFound, PreconditionFailed
+from parkweb.errors import Invalid, NotFound, PreconditionFailed, checked
 from tenants.models import Tenant
 
+from .. import rules
+from ..asterisk import dialplan
+from ..asterisk.ami import AmiError
+from ..locks import server_row_lock
 from ..models import AsteriskServer, DialplanContext, ParkingLot, lot_etag
-from .deploys import SYSTEM, Actor, config_changed
+from ..validation import lot_extensions, lot_rule_violations
+from .deploys import SYSTEM, Actor, ami_client, config_changed
+
+log = logging.getLogger(__name__)
+
+
+def refuse(violations: list[rules.Violation]) -> None:
+    """Raise Invalid with each violation's message (and rule) at its field."""
+    if violations:
+        errors: dict[str, list[str]] = {}
+        codes: dict[str, list[str]] = {}
+        for violation in violations:
+            errors.setdefault(violation.field, []).append(violation.message)
+            codes.setdefault(violation.field, []).append(violation.rule)
+        raise Invalid(errors, codes=codes)
 
 
 @transaction.atomic
@@ -24,7 +48,7 @@ def server_save(
     """Create or update a server; a given `ami_secret` replaces the stored one."""
     if ami_secret:
         server.ami_secret = ami_secret
-    server.full_clean()
+    checked(server.full_clean)
     server.save()
     config_changed(server.pk, actor, f"server {server.name} saved")
     return server
@@ -32,8 +56,12 @@ def server_save(
 
 @transaction.atomic
 def context_save(context: DialplanContext, *, actor: Actor = SYSTEM) -> DialplanContext:
-    context.full_clean()
-    context.save()
+    checked(context.full_clean)
+    try:
+        with transaction.atomic():
+            context.save()
+    except IntegrityError as exc:  # a concurrent save of the same name won the race
+        raise Invalid({"name": "This server already has a context of that name."}) from exc
     if context.lots.exists() or context.comeback_lots.exists():
         config_changed(context.server_id, actor, f"context {context.name} saved")
     return context
@@ -45,6 +73,28 @@ def context_create(
     return context_save(
         DialplanContext(server=server, tenant=tenant, name=name, **fields), actor=actor
     )
+
+
+def lot_dialplan_violations(lot: ParkingLot) -> list[rules.Violation]:
+    """The lot's extensions that the PBX's dialplan already has in its context, made by
+    something other than res_parking (Asterisk would refuse the reload). When the PBX
+    cannot be asked now, nothing is refused here: the deploy finds out and sets the lot
+    aside."""
+    if not lot.enabled or lot.context_id is None or lot.server_id is None:
+        return []
+    context = lot.context.name
+    client = ami_client(lot.server, timeout=settings.PARKWEB_PRECHECK_TIMEOUT)
+
+    async def read() -> set[str]:
+        async with client as ami:
+            return (await dialplan.foreign_extensions(ami, [context]))[context]
+
+    try:
+        taken = asyncio.run(read())
+    except AmiError as exc:
+        log.info("lot %s: dialplan of %s not checked: %s", lot.slug, lot.server.name, exc)
+        return []
+    return rules.find_dialplan_collisions(lot_extensions(lot), context, taken)
 
 
 def _lock_and_check(lot: ParkingLot, if_match: str | None) -> int | None:
@@ -68,21 +118,24 @@ def _lock_and_check(lot: ParkingLot, if_match: str | None) -> int | None:
     return stored[0]
 
 
-@transaction.atomic
 def lot_save(lot: ParkingLot, *, actor: Actor = SYSTEM, if_match: str | None = None) -> ParkingLot:
-    """Validate (the server row locked) and save a new or changed lot. With `if_match`,
-    only if the stored lot still has that ETag."""
-    previous_server = _lock_and_check(lot, if_match)
-    lot.full_clean()
-    # Saving a lot that a refused deploy set aside is the retry: it goes back in.
-    lot.held_reason, lot.held_at = "", None
-    try:
-        with transaction.atomic():
-            lot.save()
-    except IntegrityError as exc:  # a concurrent create of the same slug won the race
-        raise Invalid({"slug": "Your tenant already has a lot with this slug."}) from exc
-    for server_id in {lot.server_id, previous_server} - {None}:
-        config_changed(server_id, actor, f"lot {lot.asterisk_name} saved")
+    """Validate (once) and save a new or changed lot. With `if_match`, only if the stored
+    lot still has that ETag."""
+    checked(lot.full_clean)
+    refuse(lot_dialplan_violations(lot))
+    with transaction.atomic():
+        previous_server = _lock_and_check(lot, if_match)
+        server_row_lock(lot.server_id)
+        refuse(lot_rule_violations(lot))
+        # Saving a lot that a refused deploy set aside is the retry: it goes back in.
+        lot.held_reason, lot.held_extension, lot.held_at = "", "", None
+        try:
+            with transaction.atomic():
+                lot.save()
+        except IntegrityError as exc:  # a concurrent create of the same slug won the race
+            raise Invalid({"slug": "Your tenant already has a lot with this slug."}) from exc
+        for server_id in {lot.server_id, previous_server} - {None}:
+            config_changed(server_id, actor, f"lot {lot.asterisk_name} saved")
     return lot
 
 
@@ -116,3 +169,16 @@ def lot_delete(lot: ParkingLot, *, actor: Actor = SYSTEM, if_match: str | None =
     server_id, name = lot.server_id, lot.asterisk_name
     lot.delete()
     config_changed(server_id, actor, f"lot {name} deleted")
+
+
+def lots_retry(lots, actor: Actor = SYSTEM) -> int:
+    """Put lots that a refused deploy set aside back into their servers' configs (staff,
+    once the PBX is fixed; the reconcile, once the colliding extension is gone). Returns
+    how many came back."""
+    with transaction.atomic():
+        held = ParkingLot.objects.filter(pk__in=[lot.pk for lot in lots]).exclude(held_reason="")
+        servers = set(held.values_list("server_id", flat=True))
+        count = held.update(held_reason="", held_extension="", held_at=None)
+        for server_id in servers:
+            config_changed(server_id, actor, "set-aside lots tried again")
+    return count

@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from ..asterisk import deploy
+from .. import rules
+from ..asterisk import confgen, deploy, dialplan
 from ..asterisk.ami import AmiClient, AmiError
 from ..locks import server_deploy_lock
-from ..models import AsteriskServer, Deployment, ServerDeployState
-from ..selectors import files_hash, last_good_deployment, server_config
+from ..models import AsteriskServer, Deployment, ParkingLot, ServerDeployState
+from ..selectors import files_hash, last_good_deployment, server_config, server_lots
+from ..validation import lot_conflict_violations, lot_extensions, lot_field_violations
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +86,42 @@ def deployment_request(
     except IntegrityError:  # one is queued: this change joins it
         joined = Deployment.objects.filter(server_id=server_id, status=Deployment.Status.PENDING)
         joined.update(changes=F("changes") + 1, **({"forced": True} if force else {}))
+        # A deployment waiting for Asterisk to come back whose retry time has come runs now,
+        # with this change: it never waits for yet another change.
+        if enqueue and joined.filter(next_attempt_at__lte=timezone.now()).exists():
+            _enqueue(server_id)
         return None
     if enqueue:
-        from ..tasks import deploy_server  # tasks call services; import here, not at the top
-
-        deploy_server.delay(server_id)
+        _enqueue(server_id)
     return deployment
+
+
+def _enqueue(server_id: int) -> None:
+    from ..tasks import deploy_server  # tasks call services; import here, not at the top
+
+    deploy_server.delay(server_id)
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before the next try while Asterisk is unreachable: 2, 4, 8, ... at most
+    PARKWEB_DEPLOY_RETRY_MAX_SECONDS."""
+    return float(min(2 ** min(max(attempts, 1), 10), settings.PARKWEB_DEPLOY_RETRY_MAX_SECONDS))
+
+
+def deployments_retry_due(grace: float = 0.0) -> int:
+    """Run every pending deployment whose retry time has come (`grace` seconds ago), or
+    that has waited that long without one. The embedded mode calls it every few seconds
+    (it has no broker to retry through); beat calls it with a grace, to catch a retry lost
+    with its broker. Returns how many were started."""
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    due = Deployment.objects.filter(status=Deployment.Status.PENDING).filter(
+        Q(next_attempt_at__lte=cutoff)
+        | Q(next_attempt_at__isnull=True, created_at__lte=cutoff - timedelta(seconds=30))
+    )
+    servers = list(due.values_list("server_id", flat=True))
+    for server_id in servers:
+        _enqueue(server_id)
+    return len(servers)
 
 
 class Outcome:
@@ -156,16 +189,27 @@ def _claim(server_id: int) -> Deployment | None:
     if deployment is None:
         return None
     state, _ = ServerDeployState.objects.get_or_create(server_id=server_id)
-    files = server_config(deployment.server)
     deployment.status = Deployment.Status.RUNNING
     deployment.started_at = timezone.now()
     deployment.attempts += 1
+    deployment.next_attempt_at = None
     deployment.config_version = state.config_version
+    _carry(deployment, server_config(deployment.server))
+    deployment.save()
+    return deployment
+
+
+def _carry(deployment: Deployment, files: dict[str, str]) -> None:
     deployment.res_parking_conf = files[deploy.RES_PARKING]
     deployment.features_conf = files[deploy.FEATURES]
     deployment.config_hash = files_hash(files)
-    deployment.save()
-    return deployment
+
+
+def _files(deployment: Deployment) -> dict[str, str]:
+    return {
+        deploy.RES_PARKING: deployment.res_parking_conf,
+        deploy.FEATURES: deployment.features_conf,
+    }
 
 
 def ami_client(server: AsteriskServer, **kwargs) -> AmiClient:
@@ -184,10 +228,6 @@ def config_store(server: AsteriskServer, ami: AmiClient) -> deploy.ConfigStore:
 
 def _execute(deployment: Deployment) -> str:
     server = deployment.server
-    files = {
-        deploy.RES_PARKING: deployment.res_parking_conf,
-        deploy.FEATURES: deployment.features_conf,
-    }
     state = ServerDeployState.objects.get(server_id=server.pk)
     if deployment.config_hash == state.deployed_hash and not deployment.forced:
         _finish(deployment, Deployment.Status.OK, reason_suffix="unchanged: no reload sent")
@@ -195,22 +235,17 @@ def _execute(deployment: Deployment) -> str:
         return Outcome.DONE
 
     last_ok = last_good_deployment(server.pk)
-
-    async def run() -> tuple[deploy.Outcome, dict[str, str | None]]:
-        async with ami_client(server) as ami:
-            store = config_store(server, ami)
-            if last_ok is not None:
-                last_good = {
-                    deploy.RES_PARKING: last_ok.res_parking_conf,
-                    deploy.FEATURES: last_ok.features_conf,
-                }
-            else:  # first deploy: whatever was there before parkweb is the fallback
-                last_good = {name: await store.read(name) for name in files}
-            plan = deploy.Plan(files=files, last_good=last_good, force=deployment.forced)
-            return await deploy.apply(ami, store, plan), last_good
-
     try:
-        outcome, last_good = asyncio.run(run())
+        outcome, last_good = _apply(server, _files(deployment), last_ok, deployment.forced)
+        if outcome.status == Deployment.Status.FAILED and outcome.restored:
+            # Asterisk refused it and runs the last good config again. If lots of the
+            # config are the cause, leave them out so that everyone else's changes go live.
+            deployment.set_aside = _set_aside_refused(server, _files(deployment), last_good)
+            if deployment.set_aside:
+                _carry(deployment, server_config(server))
+                refused = outcome
+                outcome, _ = _apply(server, _files(deployment), last_ok, deployment.forced)
+                outcome.replies = refused.replies + outcome.replies
     except AmiError as exc:  # unreachable, timed out or refused our login: try again later
         _back_to_pending(deployment, exc)
         return Outcome.UNREACHABLE
@@ -218,18 +253,117 @@ def _execute(deployment: Deployment) -> str:
     deployment.reloaded = outcome.reloaded
     deployment.replies = outcome.replies
     deployment.error = outcome.error
+    files = _files(deployment)
+    # The diff is for people reading the history: computed once the config is live.
+    deployment.diff = deploy.unified_diff(last_good, files)
+    suffix = ""
+    if deployment.set_aside:
+        names = ", ".join(lot["lot"] for lot in deployment.set_aside)
+        suffix = f"set aside, not live: {names}"
     if outcome.status == Deployment.Status.OK:
-        _finish(deployment, outcome.status)
+        _finish(deployment, outcome.status, reason_suffix=suffix)
         _mark_live(deployment)
     else:
         log.error("deployment %s on %s: %s", deployment.pk, server.name, outcome.error)
-    # The diff is for people reading the history: computed once the config is live.
-    deployment.diff = deploy.unified_diff(last_good, files)
-    if outcome.status == Deployment.Status.OK:
-        deployment.save(update_fields=["diff"])
-    else:
-        _finish(deployment, outcome.status)
+        _finish(deployment, outcome.status, reason_suffix=suffix)
     return Outcome.DONE
+
+
+def _apply(
+    server: AsteriskServer,
+    files: dict[str, str],
+    last_ok: Deployment | None,
+    force: bool,
+) -> tuple[deploy.Outcome, dict[str, str | None]]:
+    """Write, reload, verify, roll back on Asterisk (lots.asterisk.deploy.apply)."""
+    client = ami_client(server)
+
+    async def run() -> tuple[deploy.Outcome, dict[str, str | None]]:
+        async with client as ami:
+            store = config_store(server, ami)
+            if last_ok is not None:
+                last_good = _files(last_ok)
+            else:  # first deploy: whatever was there before parkweb is the fallback
+                last_good = {name: await store.read(name) for name in files}
+            plan = deploy.Plan(files=files, last_good=last_good, force=force)
+            return await deploy.apply(ami, store, plan), last_good
+
+    return asyncio.run(run())
+
+
+def _set_aside_refused(
+    server: AsteriskServer, files: dict[str, str], last_good: dict[str, str | None]
+) -> list[dict]:
+    """After Asterisk refused a config: find the lots that caused it and set them aside
+    (left out of the config, their tenant told why). Returns [{lot, tenant, reason}].
+
+    First, lots whose park extension or spaces meet an extension the PBX's dialplan has in
+    their context that res_parking did not make (the known cause: the reload fails when
+    it cannot register them). Else, of the lots this deploy changes, those that break
+    parkweb's own rules as stored. Else, every lot this deploy changes.
+    """
+    lots = list(server_lots(server))
+    culprits: dict[int, tuple[ParkingLot, str, str]] = {}
+    contexts = {lot.context.name for lot in lots}
+    client = ami_client(server)
+
+    async def read() -> dict[str, set[str]]:
+        async with client as ami:
+            return await dialplan.foreign_extensions(ami, contexts)
+
+    try:
+        taken = asyncio.run(read()) if contexts else {}
+    except AmiError as exc:
+        log.warning("%s: dialplan not read after a refused deploy: %s", server.name, exc)
+        taken = {}
+    for lot in lots:
+        found = rules.find_dialplan_collisions(
+            lot_extensions(lot), lot.context.name, taken.get(lot.context.name, ())
+        )
+        if found:
+            extension = _first_extension(lot, taken.get(lot.context.name, set()))
+            culprits[lot.pk] = (lot, " ".join(v.message for v in found), extension)
+    changed_names = deploy.changed_sections(
+        last_good.get(deploy.RES_PARKING), files[deploy.RES_PARKING]
+    )
+    changed = [
+        lot
+        for lot in lots
+        if changed_names is None or confgen.lot_section_name(server, lot) in changed_names
+    ]
+    if not culprits:
+        # Lots that break parkweb's own rules as stored (written around the checks, or
+        # by an older version): of a pair that collides, the one that changed.
+        for lot in changed:
+            found = lot_field_violations(lot) + lot_conflict_violations(lot)
+            if found:
+                culprits[lot.pk] = (lot, " ".join(v.message for v in found), "")
+    if not culprits:
+        for lot in changed:
+            culprits[lot.pk] = (
+                lot,
+                "Asterisk refused the configuration with this lot's latest change, and "
+                "nothing in the PBX's dialplan explains it. Change the lot (saving it "
+                "tries again) or ask your operator to look at the PBX's log.",
+                "",
+            )
+    now = timezone.now()
+    for lot, reason, extension in culprits.values():
+        ParkingLot.objects.filter(pk=lot.pk).update(
+            held_reason=reason, held_extension=extension, held_at=now
+        )
+        log.warning("%s: lot %s set aside: %s", server.name, lot.asterisk_name, reason)
+    return [
+        {"lot": lot.asterisk_name, "tenant": lot.tenant.slug, "reason": reason}
+        for lot, reason, _ in culprits.values()
+    ]
+
+
+def _first_extension(lot: ParkingLot, taken: set[str]) -> str:
+    extensions = lot_extensions(lot)
+    if extensions.parkext and extensions.parkext in taken:
+        return extensions.parkext
+    return min((e for e in taken if extensions.has_space(e)), key=int, default="")
 
 
 def _finish(deployment: Deployment, status: str, reason_suffix: str = "") -> None:
@@ -253,6 +387,9 @@ def _back_to_pending(deployment: Deployment, exc: Exception) -> None:
     deployment.error = f"Asterisk unreachable, will retry: {exc}"
     deployment.replies = [*deployment.replies, {"action": "connect", "error": str(exc)}]
     deployment.status = Deployment.Status.PENDING
+    deployment.next_attempt_at = timezone.now() + timedelta(
+        seconds=retry_delay(deployment.attempts)
+    )
     try:
         with transaction.atomic():
             deployment.save()
@@ -268,30 +405,47 @@ def _back_to_pending(deployment: Deployment, exc: Exception) -> None:
 
 def server_reconcile(server: AsteriskServer) -> str | None:
     """Compare what Asterisk runs (and the files it would load) with the last confirmed
-    config; on drift, record it and queue a forced deploy. Returns the drift, if any."""
+    config; on drift, record it and queue a forced deploy. Lots set aside because an
+    extension of the PBX's dialplan was in their way come back once it is gone. Returns
+    the drift, if any."""
+    from .config import lots_retry  # config saves queue deploys from here: no cycle at import
+
     state, _ = ServerDeployState.objects.get_or_create(server_id=server.pk)
     if state.config_version > state.deployed_version and not deployment_pending(server.pk):
         deployment_request(server.pk, SYSTEM, "reconcile: changes not yet live")
+    held = list(
+        ParkingLot.objects.filter(server=server)
+        .exclude(held_extension="")
+        .select_related("context")
+    )
     last_ok = last_good_deployment(server.pk)
-    if last_ok is None:
-        return None
-    files = {deploy.RES_PARKING: last_ok.res_parking_conf, deploy.FEATURES: last_ok.features_conf}
+    files = _files(last_ok) if last_ok is not None else None
+    client = ami_client(server)
 
-    async def check() -> list[str]:
-        async with ami_client(server) as ami:
+    async def check() -> tuple[list[str], dict[str, set[str]]]:
+        async with client as ami:
+            taken = await dialplan.foreign_extensions(ami, {lot.context.name for lot in held})
+            if files is None:
+                return [], taken
             problems = await deploy.running_differences(ami, files, [])
             if server.delivery == "file":
                 store = config_store(server, ami)
                 for name, text in files.items():
                     if await store.read(name) != text:
                         problems.append(f"{name} on disk differs from the deployed file")
-            return problems
+            return problems, taken
 
     try:
-        problems = asyncio.run(check())
+        problems, taken = asyncio.run(check())
     except AmiError as exc:
         log.warning("reconcile %s: %s", server.name, exc)
         return None
+    cleared = [lot for lot in held if lot.held_extension not in taken[lot.context.name]]
+    if cleared:
+        lots_retry(cleared)
+        log.info(
+            "%s: %d set-aside lot(s) back: the PBX's extensions are gone", server.name, len(cleared)
+        )
     if not problems:
         return None
     drift = "; ".join(problems[:10])

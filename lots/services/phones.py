@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from parkweb.errors import Invalid
+from parkweb.errors import Invalid, checked
 from tenants.models import Membership
 
 from .. import rules
@@ -16,10 +15,7 @@ from ..models import TenantPhones
 def phones_save(phones: TenantPhones) -> TenantPhones:
     """Create or change where a tenant's phones are on a server (staff only: adapters
     check that the caller is staff)."""
-    try:
-        phones.full_clean()
-    except ValidationError as exc:
-        raise Invalid.of(exc) from exc
+    checked(phones.full_clean)
     phones.save()
     return phones
 

@@ -81,19 +81,24 @@ def test_viewer_sees_no_edit_or_action_buttons(site, browser, asterisk):
     assert page.goto(f"{BASE}/t/acme/api-keys/").status == 403
 
 
-def test_a_config_asterisk_refuses_is_reported_on_the_lot_page(site, browser, asterisk):
+def test_a_lot_asterisk_refuses_is_set_aside_and_its_page_says_why(site, browser, asterisk):
     page = log_in(browser, "ada")
     create_live_lot(page)
     fill_lot(page, name="Night", slug="night", parkext="800", first="801", last="809")
     expect(page.locator("#deployment")).to_contain_text("Live on pbx-web", timeout=20_000)
-    # Two lots whose spaces overlap, as only a validation bug could make: the next deploy,
-    # whatever lot it is for, is refused by Asterisk.
+    # Two lots whose spaces overlap, as only a validation bug could make: Asterisk refuses
+    # the next deploy, whatever lot it is for. parkweb sets the night lot's change aside
+    # (it runs as before) and the new lot goes live all the same.
     ParkingLot.objects.filter(slug="night").update(parkpos_start=705, parkpos_end=712)
     fill_lot(page, name="Day", slug="day", parkext="900", first="901", last="909")
-    note = page.locator("#deployment")
-    expect(note).to_contain_text("Not applied on pbx-web: Asterisk refused", timeout=20_000)
-    expect(note).to_contain_text("previous configuration was restored")
-    expect(page.locator("#form-errors")).to_have_count(0)  # the form itself was valid
+    expect(page.locator("#deployment")).to_contain_text("Live on pbx-web", timeout=20_000)
+    page.goto(f"{BASE}/t/acme/lots/night/")
+    note = page.locator("#set-aside")
+    expect(note).to_contain_text("This lot is not live as saved.")
+    expect(note).to_contain_text("Spaces 705-709 are already used by lot 'Reception'")
+    expect(note).to_contain_text("keeps running as it did before this change")
     page.screenshot(path=str(ARTIFACTS / "lot-form-refused.png"), full_page=True)
+    event = off_loop(asterisk.park_call, "parkacme_night", "#72")  # parks as before
+    assert 801 <= int(event["ParkingSpace"]) <= 809
     event = off_loop(asterisk.park_call, "parkacme_main", "#72")  # still parks as before
     assert 701 <= int(event["ParkingSpace"]) <= 709

@@ -76,33 +76,45 @@ def test_unchanged_config_sends_no_reload(site, asterisk):
     assert deployment.replies == [] and "unchanged" in deployment.reason
 
 
-def test_refused_reload_is_rolled_back_and_previous_lots_keep_working(site, asterisk):
+def test_a_change_asterisk_refuses_is_set_aside_and_the_lot_runs_as_before(site, asterisk):
     server, tenant, context = site
     make_lot(tenant, context, "main", parkext="700", parkpos_start=701, parkpos_end=709)
     night = make_lot(tenant, context, "night", parkext="800", parkpos_start=801, parkpos_end=809)
     good = latest(server)
     assert good.status == "ok"
     # Simulate a validation bug: an overlap that only Asterisk notices. It refuses the
-    # reload and drops every lot extension, so parkweb must put the last good file back.
+    # reload and drops every lot extension, so parkweb puts the last good file back, finds
+    # the lot whose change it was, and deploys everything else with that lot as it was.
     ParkingLot.objects.filter(pk=night.pk).update(parkpos_start=705, parkpos_end=712)
     services.deployment_request(server.pk, enqueue=False)
     services.deployment_run(server.pk)
 
-    failed = latest(server)
-    assert failed.status == Deployment.Status.FAILED
-    assert "An unknown error occurred" in failed.error  # Asterisk's own words
-    assert "Restoring" not in failed.error
-    assert "+parkpos => 705-712" in failed.diff
-    assert (asterisk.config_dir / "res_parking.conf").read_text() == good.res_parking_conf
+    deployment = latest(server)
+    assert deployment.status == Deployment.Status.OK, deployment.error
+    assert [entry["lot"] for entry in deployment.set_aside] == ["acme_night"]
+    refused = [r for r in deployment.replies if r.get("action") == "Reload" and not r["success"]]
+    assert "An unknown error occurred" in refused[0]["message"]  # Asterisk's own words
+    night.refresh_from_db()
+    assert "Spaces 705-709 are already used by lot" in night.held_reason
+    assert night.held_extension == ""
+    assert deployment.res_parking_conf == good.res_parking_conf  # night as it was
     parkinglots, _ = asterisk.running_state()
     assert {(p.name, p.start_space, p.stop_space) for p in parkinglots} >= {
         ("acme_main", 701, 709),
         ("acme_night", 801, 809),
     }
     dialplan = asterisk.cli("dialplan show acme-parking")
-    assert "'701'" in dialplan and "'809'" in dialplan  # the extensions are back
+    assert "'701'" in dialplan and "'809'" in dialplan  # the extensions are there
     event = asterisk.park_call("parkacme_night", "#72")
     assert event["Parkinglot"] == "acme_night" and 801 <= int(event["ParkingSpace"]) <= 809
+
+    # Fixing the lot brings its change in.
+    services.lot_update(night, parkpos_start=810, parkpos_end=819)
+    night.refresh_from_db()
+    assert night.held_reason == "" and latest(server).status == "ok"
+    assert ("acme_night", 810, 819) in {
+        (p.name, p.start_space, p.stop_space) for p in asterisk.running_state()[0]
+    }
 
 
 def test_hand_edited_file_is_found_by_reconcile_and_corrected(site, asterisk):
@@ -153,11 +165,11 @@ def test_lot_budget_refuses_the_lot_that_would_slow_reloads(site):
     make_lot(tenant, context, "lot-a", parkpos_start=701, parkpos_end=701)
     make_lot(tenant, context, "lot-b", parkpos_start=702, parkpos_end=702)
     other = make_server("pbx-spare")
-    from django.core.exceptions import ValidationError
+    from parkweb.errors import Invalid
 
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(Invalid) as caught:
         make_lot(tenant, context, "lot-c", parkpos_start=703, parkpos_end=703)
-    message = str(caught.value.error_dict["server"][0].message)
+    message = caught.value.errors["server"][0]
     assert "already holds 2 lots" in message and other.name in message
 
 

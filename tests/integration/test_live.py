@@ -103,7 +103,7 @@ def session_cookie(user) -> str:
 def communicator(tenant_slug: str, session: str = "", origin: bytes = b"http://127.0.0.1:8000"):
     """A websocket client; `session` is a session id from `session_cookie` (made before
     entering the event loop: the ORM is synchronous)."""
-    headers = [(b"origin", origin)]
+    headers = [(b"origin", origin), (b"host", b"127.0.0.1:8000")]
     if session:
         headers.append((b"cookie", f"sessionid={session}".encode()))
     return WebsocketCommunicator(

@@ -3,6 +3,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.http import HttpRequest
 from django.test.utils import CaptureQueriesContext
 from django.urls import URLPattern
 from django.utils import timezone
@@ -239,7 +240,7 @@ def test_tokens_are_for_staff_only(world):
 
 def test_browser_sessions_need_the_csrf_token(world):
     client = APIClient(enforce_csrf_checks=True)
-    client.login(username="admin_a", password="pw-admin_a-123")
+    client.login(request=HttpRequest(), username="admin_a", password="pw-admin_a-123")
     assert client.post(T + "/lots/", lot_body(), format="json").status_code == 403
 
 
@@ -263,8 +264,22 @@ def test_server_secret_is_write_only(world):
 
 
 def test_deployment_as_a_tenant_sees_it_without_other_tenants_config(world):
+    world.deployment.set_aside = [
+        {"lot": "tenant-a_main", "tenant": "tenant-a", "reason": "A's own"},
+        {"lot": "tenant-b_x", "tenant": "tenant-b", "reason": "B's, not A's to know"},
+    ]
+    world.deployment.save()
     data = world.client("viewer_a").get(f"/api/v1/deployments/{world.deployment.pk}/").json()
-    assert set(data) == {"id", "status", "live", "created_at", "started_at", "finished_at"}
+    assert set(data) == {
+        "id",
+        "status",
+        "live",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "set_aside",
+    }
+    assert [entry["lot"] for entry in data["set_aside"]] == ["tenant-a_main"]
     staff = world.client("staff").get(f"/api/v1/deployments/{world.deployment.pk}/").json()
     assert "diff" in staff and "replies" in staff
 
