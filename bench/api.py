@@ -40,8 +40,9 @@ from rest_framework.test import APIClient  # noqa: E402
 from lots import services  # noqa: E402
 from lots.models import AsteriskServer, Deployment, ParkingLot  # noqa: E402
 from parkweb.celery import app  # noqa: E402
-from tenants.apikeys import api_key_create  # noqa: E402
+from tenants.actors import SYSTEM  # noqa: E402
 from tenants.models import Role, Tenant  # noqa: E402
+from tenants.services import api_key_create  # noqa: E402
 from tests.factories import bulk_lots, make_server  # noqa: E402
 from tests.integration.sandbox import Sandbox, sandbox  # noqa: E402
 from tests.integration.workers import (  # noqa: E402
@@ -60,7 +61,7 @@ def list_pages(lots: int, requests: int = 200) -> tuple[float, float, int]:
     server.save()
     tenant = Tenant.objects.create(slug="big", name="Big")
     bulk_lots(server, tenant, lots, prefix="lot")
-    _, text = api_key_create(tenant, name="bench", role=Role.VIEWER)
+    _, text = api_key_create(tenant, actor=SYSTEM, name="bench", role=Role.VIEWER)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {text}")
     if connection.vendor == "postgresql":
@@ -85,7 +86,7 @@ def create_through_api(count: int, box: Sandbox) -> tuple[int, float]:
     tenant = Tenant.objects.create(slug="prov", name="Provisioned")
     for i in range(count // 10):
         services.context_create(server=server, tenant=tenant, name=f"prov-{i}")
-    _, text = api_key_create(tenant, name="bench", role=Role.ADMIN)
+    _, text = api_key_create(tenant, actor=SYSTEM, name="bench", role=Role.ADMIN)
     mark = Deployment.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
     url = isolated_redis_url()

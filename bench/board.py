@@ -49,8 +49,8 @@ from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from lots.frames import tenant_group  # noqa: E402
 from lots.models import AsteriskServer, DialplanContext, ParkedCall, ParkingLot  # noqa: E402
-from lots.selectors import tenant_group  # noqa: E402
 from tenants.models import Membership, Role, Tenant  # noqa: E402
 
 
@@ -98,11 +98,11 @@ def make_board(server: AsteriskServer, index: int, lots: int, size: int):
 def change(lot: ParkingLot, space: int, n: int, parked: bool) -> dict:
     call = {
         "id": 10_000_000 + space * 1000 + lot.pk,
-        "lot": lot.pk,
+        "lot": lot.slug,
         "space": space,
         "caller_id_num": f"556{n}",
         "caller_id_name": "Bench",
-        "parker": "PJSIP/desk",
+        "parker_dial_string": "PJSIP/desk",
         "parked_at": timezone.now().isoformat(),
         "timeout_at": None,
         "ended_at": None if parked else timezone.now().isoformat(),

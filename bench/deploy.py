@@ -37,7 +37,7 @@ from django.db import close_old_connections  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from lots import services  # noqa: E402
-from lots.asterisk import confgen  # noqa: E402
+from lots.asterisk import actions, confgen  # noqa: E402
 from lots.asterisk.ami import AmiClient  # noqa: E402
 from lots.models import (  # noqa: E402
     AsteriskServer,
@@ -105,7 +105,7 @@ def live_and_bare(
         async with box.ami(timeout=600) as ami:
             path.write_text(text)
             start = time.perf_counter()
-            reply = await ami.reload_module("res_parking.so")
+            reply = await actions.reload_module(ami, "res_parking.so")
             assert reply.success, reply.message
             return time.perf_counter() - start
 
@@ -131,18 +131,25 @@ def originate_times(box: Sandbox, text: str) -> tuple[float, float]:
     path = box.config_dir / "res_parking.conf"
 
     async def originate(ami: AmiClient) -> float:
+        """Until Asterisk reports the call answered (its OriginateResponse event)."""
+        answered = asyncio.get_running_loop().create_future()
+        action_id = f"bench-{time.perf_counter_ns()}"
+
+        def on_response(event: dict) -> None:
+            if event.get("ActionID") == action_id and not answered.done():
+                answered.set_result(event.get("Response"))
+
+        ami.on_event("OriginateResponse", on_response)
         start = time.perf_counter()
-        reply = await ami.action(
-            "Originate", Channel="Local/ring@bench", Application="Wait", Data="1", Async="true"
-        )
-        assert reply.success, reply.message
+        await actions.call_into(ami, exten="ring", context="bench", seconds=1, action_id=action_id)
+        assert await asyncio.wait_for(answered, 60) == "Success"
         return time.perf_counter() - start
 
     async def run():
         async with box.ami(events="call", timeout=60) as ami, box.ami(timeout=600) as other:
             idle = await originate(ami)
             path.write_text(text.replace("parkingtime => 45", "parkingtime => 61", 1))
-            reload = asyncio.create_task(other.reload_module("res_parking.so"))
+            reload = asyncio.create_task(actions.reload_module(other, "res_parking.so"))
             await asyncio.sleep(0.01)
             during = await originate(ami)
             await reload

@@ -46,7 +46,7 @@ import websockets  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from lots.asterisk import events  # noqa: E402
+from lots.asterisk import actions, events  # noqa: E402
 from lots.models import AsteriskServer, ServerHealth  # noqa: E402
 from parkweb.celery import app  # noqa: E402
 from tenants.models import Membership, Role, Tenant  # noqa: E402
@@ -137,13 +137,7 @@ async def run_load(box, sessions, clients, rate, seconds):
         start_at = time.monotonic()
         for n in range(calls):
             slug = slugs[n % len(slugs)]
-            await dialer.action(
-                "Originate",
-                Channel=f"Local/700@{slug}-parking",
-                Application="Wait",
-                Data="1",
-                Async="true",
-            )
+            await actions.call_into(dialer, exten="700", context=f"{slug}-parking", seconds=1)
             delay = start_at + (n + 1) * interval - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)

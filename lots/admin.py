@@ -9,12 +9,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from parkweb.errors import DomainError
+from parkweb.forms import ReadOnlyAdmin, ServiceAdmin, ServiceForm
 
-from . import services
-from .forms import ADVANCED, BASICS, COMEBACK, ParsingModelForm
+from . import options, services
 from .models import (
     AsteriskServer,
-    AuditEntry,
     Deployment,
     DialplanContext,
     EventProblem,
@@ -24,37 +23,6 @@ from .models import (
     TenantPhones,
 )
 from .selectors import pending_change
-
-
-class ServiceForm(ParsingModelForm):
-    """An admin form whose validation is the service's write: the admin saves through the
-    same service, with the same checks and messages, as the pages and the API. The write
-    happens inside the admin's transaction; a refusal shows next to the fields."""
-
-    actor = services.SYSTEM  # the person, set per request by ServiceAdmin.get_form
-
-    def write(self, instance):
-        raise NotImplementedError
-
-    def _post_clean(self) -> None:
-        super()._post_clean()
-        if self._errors:
-            return
-        try:
-            self.instance = self.write(self.instance)
-        except DomainError as refused:
-            self.add_domain_errors(refused)
-
-
-class ServiceAdmin(admin.ModelAdmin):
-    """Saves through the form's service write (see ServiceForm), never model.save()."""
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
-        return type(form.__name__, (form,), {"actor": services.Actor.of(request.user)})
-
-    def save_model(self, request, obj, form, change) -> None:
-        """Saved already, by the form's service write."""
 
 
 class AsteriskServerForm(ServiceForm):
@@ -229,19 +197,6 @@ class AsteriskServerAdmin(ServiceAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History is written by parkweb, never edited by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Deployment)
 class DeploymentAdmin(ReadOnlyAdmin):
     list_display = [
@@ -361,9 +316,9 @@ class ParkingLotAdmin(ServiceAdmin):
     list_select_related = ["tenant", "server", "context"]
     # The tenant pages' groups of options (lots.forms), with the tenant first.
     fieldsets = [
-        (None, {"fields": ["tenant", *BASICS, "held_reason"]}),
-        ("When nobody picks up", {"fields": COMEBACK}),
-        ("Advanced", {"classes": ["collapse"], "fields": ADVANCED}),
+        (None, {"fields": ["tenant", *options.GROUPS[options.BASICS], "held_reason"]}),
+        ("When nobody picks up", {"fields": options.GROUPS[options.COMEBACK]}),
+        ("Advanced", {"classes": ["collapse"], "fields": options.GROUPS[options.ADVANCED]}),
     ]
     actions = ["try_again"]
 
@@ -447,7 +402,7 @@ class ParkedCallAdmin(ReadOnlyAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 services.parked_call_retrieve_to_device(
-                    call, request.user, form.cleaned_data["device"]
+                    call, services.Actor.of(request.user), form.cleaned_data["device"]
                 )
             except DomainError as refused:
                 for messages_ in refused.errors.values():
@@ -482,12 +437,6 @@ class ServerHealthAdmin(ReadOnlyAdmin):
         "watcher",
         "error",
     ]
-
-
-@admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "tenant", "user", "action", "target", "ok"]
-    list_filter = ["action", "ok", "tenant"]
 
 
 @admin.register(EventProblem)

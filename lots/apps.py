@@ -19,11 +19,11 @@ _supervisor = None
 
 
 def start_worker_watchers(**kwargs) -> None:
-    """Each Celery worker competes for the servers' watcher leases (see lots.watching)."""
+    """Each Celery worker competes for the servers' watcher leases (see lots.supervisor)."""
     global _supervisor
     from django.conf import settings
 
-    from .watching import Supervisor
+    from .supervisor import Supervisor
 
     if settings.PARKWEB_WORKER_WATCHERS and _supervisor is None:
         _supervisor = Supervisor().start()

@@ -11,10 +11,10 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
 
 from tenants.models import Tenant
-from tenants.scoping import role_of
+from tenants.scoping import tenant_access
 
+from .frames import snapshot, tenant_group
 from .live_access import session_group, user_group
-from .selectors import board_snapshot, tenant_group
 
 FORBIDDEN = 4403  # close code: not (or no longer) a member of this tenant, or logged out
 ROLE_CHANGED = 4409  # close code: still a member, with another role: reload the page
@@ -31,8 +31,8 @@ def _active_tenant(slug: str) -> Tenant | None:
 def _role_now(user, tenant_id: int, session_key: str | None):
     """The user's role in the tenant now, or None when the tenant or user is inactive or the
     login session is over (logged out, expired, or the password changed elsewhere)."""
-    tenant = Tenant.objects.filter(pk=tenant_id, active=True).first()
     user = get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
+    tenant = Tenant.objects.filter(pk=tenant_id, active=True).first()
     if tenant is None or user is None:
         return None
     if session_key is not None:
@@ -41,7 +41,8 @@ def _role_now(user, tenant_id: int, session_key: str | None):
             data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()
         ):
             return None
-    return role_of(user, tenant)
+    access = tenant_access(user, tenant)
+    return access.role if access else None
 
 
 class ParkingConsumer(AsyncJsonWebsocketConsumer):
@@ -80,8 +81,8 @@ class ParkingConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_snapshot(self) -> None:
         self.next_snapshot_at = asyncio.get_running_loop().time() + RESYNC_INTERVAL
-        snapshot = await database_sync_to_async(board_snapshot)(self.tenant)
-        await self.send_json({**snapshot, "role": str(self.role)})
+        frame = await database_sync_to_async(snapshot)(self.tenant)
+        await self.send_json({**frame, "role": str(self.role)})
 
     async def receive_json(self, content, **kwargs) -> None:
         # The board only listens; a client asking for a fresh snapshot is all it may say.

@@ -3,64 +3,19 @@
 from datetime import date, timedelta
 
 from django import forms
-from django.core.exceptions import ValidationError
 from django.db.models import Q
-from django.forms.models import construct_instance
 from django.utils import timezone
 
-from parkweb.errors import DomainError
+from parkweb.forms import ParsingModelForm
 
+from . import options, rules
 from .models import DialplanContext, ParkedCall, ParkingLot
-
-
-class ParsingModelForm(forms.ModelForm):
-    """A model form that only reads its input into the instance (types, choices, required
-    fields): the rules are the service's to check, once, on every door alike. Its refusal
-    goes next to the fields with `add_domain_errors`."""
-
-    def _post_clean(self) -> None:
-        try:
-            self.instance = construct_instance(
-                self, self.instance, self._meta.fields, self._meta.exclude
-            )
-        except ValidationError as exc:
-            self._update_errors(exc)
-
-    def add_domain_errors(self, error: DomainError) -> None:
-        for field, messages in error.errors.items():
-            self.add_error(field if field in self.fields else None, messages)
-
-
-BASICS = [
-    "name",
-    "slug",
-    "server",
-    "context",
-    "parkext",
-    "parkext_exclusive",
-    "parkpos_start",
-    "parkpos_end",
-    "parkingtime",
-    "findslot",
-    "enabled",
-]
-COMEBACK = ["comebacktoorigin", "comebackdialtime", "comebackcontext"]
-ADVANCED = [
-    "parkinghints",
-    "parkedmusicclass",
-    "courtesytone",
-    "parkedplay",
-    "parkedcalltransfers",
-    "parkedcallreparking",
-    "parkedcallhangup",
-    "parkedcallrecording",
-]
 
 
 class LotForm(ParsingModelForm):
     class Meta:
         model = ParkingLot
-        fields = BASICS + COMEBACK + ADVANCED
+        fields = [field for group in options.GROUPS.values() for field in group]
 
     def __init__(self, *args, tenant, **kwargs):
         super().__init__(*args, **kwargs)
@@ -71,6 +26,13 @@ class LotForm(ParsingModelForm):
         self.fields["server"].queryset = (
             self.fields["server"].queryset.filter(contexts__tenant=tenant).distinct()
         )
+        # Another tenant's context or server is not on offer: said as every door says it.
+        for name, message in (
+            ("context", rules.CONTEXT_NOT_OWNED),
+            ("comebackcontext", rules.CONTEXT_NOT_OWNED),
+            ("server", rules.SERVER_NOT_OFFERED),
+        ):
+            self.fields[name].error_messages["invalid_choice"] = message
         if self.instance.pk:
             self.fields["slug"].disabled = True
 
@@ -79,19 +41,19 @@ class LotForm(ParsingModelForm):
             {
                 "title": "Basics",
                 "text": "Where calls park and for how long.",
-                "names": BASICS,
+                "names": options.GROUPS[options.BASICS],
             },
             {
                 "title": "When nobody picks up",
                 "text": "What happens to a call still parked when its parking time runs out.",
-                "names": COMEBACK,
+                "names": options.GROUPS[options.COMEBACK],
                 "summary": self.comeback_policy(),
             },
             {
                 "title": "Advanced",
                 "text": "Hints for busy lamp fields, sounds, and what the people on a "
                 "picked-up call may do with DTMF.",
-                "names": ADVANCED,
+                "names": options.GROUPS[options.ADVANCED],
             },
         ]
 

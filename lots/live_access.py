@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from .selectors import tenant_group
+from .frames import tenant_group
 
 log = logging.getLogger(__name__)
 

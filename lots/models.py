@@ -12,7 +12,13 @@ from django.core.validators import (
 from django.db import models
 from django.db.models.functions import Lower
 
-from tenants.models import SLUG_RULE, ImmutableFieldsMixin, Tenant
+from tenants.models import (
+    SLUG_RULE,
+    ConstraintFieldsMixin,
+    ImmutableFieldsMixin,
+    Tenant,
+    safe_text_validator,
+)
 
 from . import crypto, rules
 
@@ -127,23 +133,28 @@ class AsteriskServer(models.Model):
         validate_server(self)
 
 
-class DialplanContext(ImmutableFieldsMixin, models.Model):
+class DialplanContext(ConstraintFieldsMixin, ImmutableFieldsMixin, models.Model):
     """A dialplan context on one server, owned by exactly one tenant."""
 
     server = models.ForeignKey(AsteriskServer, on_delete=models.CASCADE, related_name="contexts")
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="contexts")
     name = models.CharField(max_length=63)
-    description = models.CharField(
-        max_length=200, blank=True, validators=[ProhibitNullCharactersValidator()]
-    )
+    description = models.CharField(max_length=200, blank=True, validators=[safe_text_validator])
 
     tenant_path = "tenant"
     immutable_fields = ("server", "tenant")
+    constraint_fields = {"context_taken": "name"}
 
     class Meta:
         ordering = ["server__name", "name"]
         constraints = [
-            models.UniqueConstraint("server", Lower("name"), name="context_name_unique_per_server")
+            models.UniqueConstraint(
+                "server",
+                Lower("name"),
+                name="context_name_unique_per_server",
+                violation_error_code="context_taken",
+                violation_error_message="This server already has a context of that name.",
+            )
         ]
 
     def __str__(self) -> str:
@@ -155,7 +166,7 @@ class DialplanContext(ImmutableFieldsMixin, models.Model):
         validate_context(self)
 
 
-class TenantPhones(models.Model):
+class TenantPhones(ConstraintFieldsMixin, models.Model):
     """Where one tenant's phones are on one server: the context they are dialled in (one
     of the tenant's own) and, if staff wish, the extensions that are the tenant's.
 
@@ -179,12 +190,19 @@ class TenantPhones(models.Model):
     )
 
     tenant_path = "tenant"
+    constraint_fields = {"phones_taken": "tenant"}
 
     class Meta:
         verbose_name = "tenant phones"
         verbose_name_plural = "tenant phones"
         constraints = [
-            models.UniqueConstraint(fields=["server", "tenant"], name="one_phones_per_tenant")
+            models.UniqueConstraint(
+                fields=["server", "tenant"],
+                name="one_phones_per_tenant",
+                violation_error_code="phones_taken",
+                violation_error_message="This tenant's phones on this server are set already: "
+                "change those.",
+            )
         ]
 
     def __str__(self) -> str:
@@ -218,7 +236,7 @@ def asterisk_lot_name(tenant_slug: str, lot_slug: str) -> str:
     return f"{tenant_slug}_{lot_slug}"
 
 
-class ParkingLot(ImmutableFieldsMixin, models.Model):
+class ParkingLot(ConstraintFieldsMixin, ImmutableFieldsMixin, models.Model):
     """One res_parking lot. Field defaults are Asterisk's own."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="lots")
@@ -234,9 +252,7 @@ class ParkingLot(ImmutableFieldsMixin, models.Model):
         ],
         help_text="Identifier within the tenant; part of the Asterisk lot name. Cannot be changed.",
     )
-    name = models.CharField(
-        "display name", max_length=200, validators=[ProhibitNullCharactersValidator()]
-    )
+    name = models.CharField("display name", max_length=200, validators=[safe_text_validator])
     enabled = models.BooleanField(default=True)
 
     parkext = models.CharField(
@@ -317,11 +333,17 @@ class ParkingLot(ImmutableFieldsMixin, models.Model):
 
     tenant_path = "tenant"
     immutable_fields = ("tenant", "slug")
+    constraint_fields = {"slug_taken": "slug"}
 
     class Meta:
         ordering = ["tenant__slug", "slug"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "slug"], name="lot_slug_unique_per_tenant"),
+            models.UniqueConstraint(
+                fields=["tenant", "slug"],
+                name="lot_slug_unique_per_tenant",
+                violation_error_code="slug_taken",
+                violation_error_message="Your tenant already has a lot with this slug.",
+            ),
             models.CheckConstraint(
                 condition=models.Q(parkpos_start__gte=1)
                 & models.Q(parkpos_start__lte=models.F("parkpos_end")),
@@ -539,28 +561,6 @@ class ServerHealth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server_id}: {'connected' if self.connected else 'disconnected'}"
-
-
-class AuditEntry(models.Model):
-    """Who did what to a live call (retrieve, hang up)."""
-
-    created_at = models.DateTimeField(auto_now_add=True)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="audit")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
-    )
-    action = models.CharField(max_length=40)
-    target = models.CharField(max_length=200)
-    detail = models.JSONField(default=dict, blank=True)
-    ok = models.BooleanField(default=True)
-
-    tenant_path = "tenant"
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.target}"
 
 
 class EventProblem(models.Model):

@@ -39,6 +39,11 @@ RESERVED_CONTEXTS = frozenset(
 )
 
 
+# Said alike by every door (pages, API, admin) when a lot names what is not the tenant's.
+CONTEXT_NOT_OWNED = "Choose a context that this tenant owns on the lot's server."
+SERVER_NOT_OFFERED = "Choose a server where this tenant has a context."
+
+
 @dataclass(frozen=True)
 class Violation:
     field: str

@@ -145,80 +145,27 @@ def deployment_error_for(tenant: Tenant, deployment: Deployment) -> str:
     return f"{prefix}: {'; '.join(own)}."
 
 
-def tenant_group(tenant_id: int) -> str:
-    """The channel-layer group of a tenant's live pages: derived from its id, never from
-    anything a client sends."""
-    return f"parking.tenant.{int(tenant_id)}"
-
-
-def _iso(value) -> str | None:
-    return value.isoformat() if value else None
-
-
-def serialize_call(call: ParkedCall) -> dict:
-    """A parked call as pages and the API see it."""
-    return {
-        "id": call.pk,
-        "lot": call.lot_id,
-        "lot_name": call.lot_name,
-        "space": call.space,
-        "uniqueid": call.uniqueid,
-        "caller_id_num": call.caller_id_num,
-        "caller_id_name": call.caller_id_name,
-        "connected_line_num": call.connected_line_num,
-        "connected_line_name": call.connected_line_name,
-        "parker": call.parker_dial_string,
-        "parked_at": _iso(call.parked_at),
-        "timeout_at": _iso(call.timeout_at),
-        "ended_at": _iso(call.ended_at),
-        "outcome": call.outcome,
-        "retriever_caller_id_num": call.retriever_caller_id_num,
-        "retriever_caller_id_name": call.retriever_caller_id_name,
-        "retriever_channel": call.retriever_channel,
-    }
-
-
-def board_snapshot(tenant: Tenant) -> dict:
-    """Every lot of the tenant with its occupied spaces, and the health of its servers."""
-    lots = list(
+def board_lots(tenant: Tenant) -> list[ParkingLot]:
+    """The tenant's lots as the board shows them."""
+    return list(
         scoped(ParkingLot, tenant).select_related("server", "context").order_by("name", "pk")
     )
-    calls = scoped(ParkedCall, tenant).filter(ended_at__isnull=True).order_by("space")
-    by_lot: dict[int, list[dict]] = {}
-    for call in calls:
-        by_lot.setdefault(call.lot_id, []).append(serialize_call(call))
-    servers = {lot.server_id for lot in lots}
-    health = {h.server_id: h for h in ServerHealth.objects.filter(server_id__in=servers)}
-    return {
-        "type": "snapshot",
-        "now": _iso(timezone.now()),  # lets the page correct for its own clock
-        "lots": [
-            {
-                "id": lot.pk,
-                "slug": lot.slug,
-                "name": lot.name,
-                "asterisk_name": lot.asterisk_name,
-                "server": lot.server_id,
-                "context": lot.context.name,
-                "parkext": lot.parkext,
-                "first_space": lot.parkpos_start,
-                "last_space": lot.parkpos_end,
-                "parkingtime": lot.parkingtime,
-                "enabled": lot.enabled,
-                "calls": by_lot.get(lot.pk, []),
-            }
-            for lot in lots
-        ],
-        "health": [
-            {
-                "server": server_id,
-                "connected": bool(health.get(server_id) and health[server_id].connected),
-                "synced": bool(health.get(server_id) and health[server_id].synced),
-                "since": _iso(health[server_id].since) if server_id in health else None,
-            }
-            for server_id in sorted(servers)
-        ],
-    }
+
+
+def parked_now(tenant: Tenant) -> QuerySet[ParkedCall]:
+    """The tenant's calls parked now, by space."""
+    return (
+        scoped(ParkedCall, tenant)
+        .filter(ended_at__isnull=True)
+        .select_related("lot")
+        .order_by("space")
+    )
+
+
+def servers_health(server_ids) -> dict[int, ServerHealth | None]:
+    """{server id: its ServerHealth, or None while never watched}."""
+    found = {h.server_id: h for h in ServerHealth.objects.filter(server_id__in=server_ids)}
+    return {server_id: found.get(server_id) for server_id in server_ids}
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def _owned_context_violations(lot: ParkingLot) -> list[rules.Violation]:
                 rules.Violation(
                     field,
                     "context_not_owned",
-                    "Choose a context that this tenant owns on the lot's server.",
+                    rules.CONTEXT_NOT_OWNED,
                 )
             )
     if not lot.comebacktoorigin and lot.comebackcontext_id is None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from functools import wraps
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -17,9 +15,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from parkweb.errors import DomainError
-from tenants.apikeys import api_key_create, api_key_revoke
-from tenants.models import ApiKey, Membership, Role, Tenant
-from tenants.scoping import has_role, role_of, scoped, tenants_for_user
+from tenants import services as tenant_services
+from tenants.models import ApiKey, Invitation, Membership, Role
+from tenants.scoping import scoped, tenant_access, tenants_for_user
 
 from . import selectors, services
 from .forms import HistoryFilters, LotForm
@@ -32,13 +30,11 @@ def tenant_page(view):
     @login_required
     @wraps(view)
     def wrapper(request, tenant: str, *args, **kwargs):
-        found = Tenant.objects.filter(slug=tenant, active=True).first()
-        role = role_of(request.user, found) if found else None
-        if role is None:
+        access = tenant_access(request.user, tenant)
+        if access is None:
             raise Http404
-        request.tenant, request.role = found, role
-        request.can_edit = has_role(request.user, found, Role.ADMIN)
-        request.can_act = has_role(request.user, found, Role.OPERATOR)
+        request.tenant, request.role = access.tenant, access.role
+        request.can_edit, request.can_act = access.can_edit, access.can_act
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -47,9 +43,10 @@ def tenant_page(view):
 @login_required
 def home(request):
     tenants = list(tenants_for_user(request.user))
-    if len(tenants) == 1:
+    invitations = tenant_services.pending_invitations(request.user)
+    if len(tenants) == 1 and not invitations:
         return redirect("dashboard", tenant=tenants[0].slug)
-    return render(request, "lots/home.html", {"tenants": tenants})
+    return render(request, "lots/home.html", {"tenants": tenants, "invitations": invitations})
 
 
 @tenant_page
@@ -202,52 +199,63 @@ def _require_admin(request) -> None:
         raise PermissionDenied
 
 
-ROLE_ERROR = "Role: choose viewer, operator or admin."
 NEW_KEY_SESSION = "parkweb-new-api-key"
+DONE_SESSION = "parkweb-done"
 
 
-def _last_admin(tenant: Tenant, membership: Membership) -> bool:
-    """Would this admin's leaving leave the tenant with none? Locks the tenant's admins, so
-    two admins demoting each other at once cannot both succeed."""
-    admins = Membership.objects.select_for_update().filter(tenant=tenant, role=Role.ADMIN)
-    return not any(pk != membership.pk for pk in admins.values_list("pk", flat=True))
+def _message(refused: DomainError) -> str:
+    """A refusal as one line, its field named the way the page labels it."""
+    return refused.message[:1].upper() + refused.message[1:]
 
 
-@transaction.atomic
+def _own(model, request, pk: str):
+    """The tenant's own object with this id, from a posted form (else 404)."""
+    found = scoped(model, request.tenant).filter(pk=pk).first() if pk.isdigit() else None
+    if found is None:
+        raise Http404
+    return found
+
+
 def _members_change(request) -> str:
-    """Apply one add / role / remove; returns an error naming the field, or ""."""
-    action, role = request.POST.get("action"), request.POST.get("role", "")
-    if action not in {"add", "role", "remove"}:
-        return "Action: add, role or remove."
-    if action != "remove" and role not in Role.values:
-        return ROLE_ERROR
-    if action == "add":
-        user = get_user_model().objects.filter(username=request.POST.get("username", "")).first()
-        if user is None:
-            return "Username: no user has that username."
-        membership = Membership.objects.filter(user=user, tenant=request.tenant).first()
-        membership = membership or Membership(user=user, tenant=request.tenant)
-    else:
-        pk = request.POST.get("membership", "")
-        membership = (
-            scoped(Membership, request.tenant).filter(pk=pk).first() if pk.isdigit() else None
-        )
-        if membership is None:
-            raise Http404
-    leaves_admins = membership.pk and membership.role == Role.ADMIN and role != Role.ADMIN
-    if leaves_admins and _last_admin(request.tenant, membership):
-        return "Role: the tenant must keep at least one admin."
-    if action == "remove":
-        membership.delete()
-    else:
-        membership.role = role
-        membership.save()
+    """Apply one invite / role / remove / uninvite; returns an error, or ""."""
+    action, actor = request.POST.get("action"), services.Actor.of(request.user)
+    pk = request.POST.get("id", "")
+    try:
+        if action == "invite":
+            done = tenant_services.member_invite(
+                request.tenant,
+                actor=actor,
+                role=request.POST.get("role", ""),
+                site_url=request.build_absolute_uri("/"),
+                email=request.POST.get("email", ""),
+                username=request.POST.get("username", ""),
+            )
+            request.session[DONE_SESSION] = (
+                f"Invitation sent to {done.invitee}."
+                if isinstance(done, Invitation)
+                else f"{done.user.get_username()} is {done.role} now."
+            )
+        elif action in {"role", "remove"}:
+            membership = _own(Membership, request, pk)
+            if action == "role":
+                tenant_services.member_role_set(
+                    membership, request.POST.get("role", ""), actor=actor
+                )
+            else:
+                tenant_services.member_remove(membership, actor=actor)
+        elif action == "uninvite":
+            tenant_services.invitation_revoke(_own(Invitation, request, pk), actor=actor)
+        else:
+            return "Action: invite, role, remove or uninvite."
+    except DomainError as refused:
+        return _message(refused)
     return ""
 
 
 @tenant_page
 def members(request):
-    """Tenant admins add people by username, change their role, or remove them."""
+    """Tenant admins invite people (by e-mail address or username), change their role, or
+    remove them; a tenant always keeps one admin."""
     _require_admin(request)
     error = ""
     if request.method == "POST":
@@ -261,8 +269,12 @@ def members(request):
             "memberships": scoped(Membership, request.tenant)
             .select_related("user")
             .order_by("user__username"),
+            "invitations": [
+                i for i in scoped(Invitation, request.tenant).order_by("-created_at") if i.pending
+            ],
             "roles": Role.choices,
             "error": error,
+            "done": request.session.pop(DONE_SESSION, "") if not error else "",
         },
     )
 
@@ -277,23 +289,21 @@ def api_keys(request):
     new_key = request.session.pop(NEW_KEY_SESSION, "") if request.method == "GET" else ""
     error = ""
     if request.method == "POST":
+        actor = services.Actor.of(request.user)
         if request.POST.get("action") == "revoke":
-            pk = request.POST.get("key", "")
-            key = scoped(ApiKey, request.tenant).filter(pk=pk).first() if pk.isdigit() else None
-            if key is None:
-                raise Http404
-            api_key_revoke(key)
+            key = _own(ApiKey, request, request.POST.get("key", ""))
+            tenant_services.api_key_revoke(key, actor=actor)
             return redirect("api-keys", tenant=request.tenant.slug)
-        name = request.POST.get("name", "").strip()
-        role = request.POST.get("role", "")
-        if not name or len(name) > 100 or not name.isprintable():
-            error = "Name: give the key a name of 1 to 100 printable characters."
-        elif role not in Role.values:
-            error = ROLE_ERROR
-        else:
-            _, request.session[NEW_KEY_SESSION] = api_key_create(
-                request.tenant, name=name, role=role, created_by=request.user
+        try:
+            _, request.session[NEW_KEY_SESSION] = tenant_services.api_key_create(
+                request.tenant,
+                actor=actor,
+                name=request.POST.get("name", ""),
+                role=request.POST.get("role", ""),
             )
+        except DomainError as refused:
+            error = _message(refused)
+        else:
             return redirect("api-keys", tenant=request.tenant.slug)
     return render(
         request,

@@ -14,7 +14,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parkweb.settings")
 django_asgi_app = get_asgi_application()
 
 from lots.routing import websocket_application  # noqa: E402  (needs Django set up)
-from lots.watching import start_embedded_watchers  # noqa: E402
+from lots.supervisor import start_embedded_watchers  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -62,15 +62,6 @@ class DomainError(Exception):
             )
         return cls({NON_FIELD: exc.messages})
 
-    def as_validation_error(self) -> ValidationError:
-        """For Django forms and the admin, which speak ValidationError."""
-        return ValidationError(
-            {
-                field: [ValidationError(m, code=self.code) for m in ms]
-                for field, ms in self.errors.items()
-            }
-        )
-
 
 class Invalid(DomainError):
     """The request breaks a rule: 400, with each message at its field."""

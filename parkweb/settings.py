@@ -138,6 +138,10 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "parkweb@localhost")
+# The largest API request body, in bytes (a lot is about 1 KB).
+PARKWEB_API_MAX_BODY_BYTES = int(os.environ.get("PARKWEB_API_MAX_BODY_BYTES", "65536"))
+# How long an invitation's one-time link works.
+PARKWEB_INVITATION_DAYS = int(os.environ.get("PARKWEB_INVITATION_DAYS", "7"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # Static files are served by the app itself (WhiteNoise); `collectstatic` gathers them into
@@ -161,6 +165,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "EXCEPTION_HANDLER": "lots.api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "lots.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Per caller (API key, staff token or session user) and, for callers without one, per
     # address; wrong keys and tokens are counted per address too (parkweb.throttles).
     "DEFAULT_THROTTLE_CLASSES": [
@@ -252,4 +261,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # django-axes tells every login at INFO; lockouts (WARNING) are what operators need.
+    "loggers": {"axes": {"level": os.environ.get("AXES_LOG_LEVEL", "WARNING")}},
 }

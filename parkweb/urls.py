@@ -43,6 +43,13 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    path("accounts/invitation/<str:token>/", accounts.invitation, name="invitation"),
+    path("accounts/invitations/<int:pk>/join/", accounts.invitation_join, name="invitation-join"),
     path("t/<slug:tenant>/", include("lots.urls")),
     path("", lot_views.home, name="home"),
 ]
+
+handler400 = "parkweb.errorpages.bad_request"
+handler403 = "parkweb.errorpages.permission_denied"
+handler404 = "parkweb.errorpages.page_not_found"
+handler500 = "parkweb.errorpages.server_error"

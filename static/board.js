@@ -17,7 +17,7 @@
   const ANNOUNCE_KEY = "parkweb-announce";
   const FORBIDDEN = 4403, ROLE_CHANGED = 4409;  // close codes from the server
 
-  let lots = new Map();      // lot id -> lot, with .calls: Map space -> call, .node: section
+  let lots = new Map();      // lot slug -> lot, with .calls: Map space -> call, .node: section
   let health = new Map();    // server id -> {connected, synced}
   let skew = 0;              // server clock minus this browser's clock, in ms
   let socket;
@@ -132,7 +132,7 @@
       return;
     }
     item.append(el("span", {"class": "who"}, caller(call)));
-    if (call.parker) item.append(el("span", {"class": "parker"}, "by " + call.parker));
+    if (call.parker_dial_string) item.append(el("span", {"class": "parker"}, "by " + call.parker_dial_string));
     item.append(el("span", {"class": "parked", "data-since": call.parked_at}));
     if (call.timeout_at) item.append(el("span", {"class": "countdown", "data-until": call.timeout_at}));
     if (canAct) {
@@ -268,7 +268,7 @@
   function loadSnapshot(message) {
     if (message.now) skew = Date.parse(message.now) - Date.now();
     health = new Map(message.health.map(h => [h.server, h]));
-    lots = new Map(message.lots.map(lot => [lot.id, {
+    lots = new Map(message.lots.map(lot => [lot.slug, {
       ...lot, calls: new Map(lot.calls.map(call => [call.space, call])),
     }]));
     drawAll();

@@ -4,6 +4,7 @@ Models owned by a tenant declare `tenant_path`, the lookup from the model to its
 ("tenant" or, for objects owned through a parent, something like "lot__tenant").
 """
 
+from dataclasses import dataclass
 from typing import TypeVar
 
 from django.db import models
@@ -56,7 +57,41 @@ def role_of(user, tenant: Tenant) -> Role | None:
     return Role(role) if role else None
 
 
-def has_role(user, tenant: Tenant, at_least: Role) -> bool:
-    """True when the user's role in the tenant is `at_least` or higher."""
+def has_role(user, tenant: Tenant, needed: Role) -> bool:
+    """True when the user's role in the tenant is `needed` or higher."""
+    return at_least(role_of(user, tenant), needed)
+
+
+def at_least(role: Role | None, needed: Role) -> bool:
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[needed]
+
+
+@dataclass(frozen=True)
+class Access:
+    """Someone's access to one tenant: what the pages, the API and the board allow."""
+
+    tenant: Tenant
+    role: Role
+
+    def allows(self, needed: Role) -> bool:
+        return at_least(self.role, needed)
+
+    @property
+    def can_edit(self) -> bool:  # change lots, members, keys
+        return self.allows(Role.ADMIN)
+
+    @property
+    def can_act(self) -> bool:  # retrieve and hang up calls
+        return self.allows(Role.OPERATOR)
+
+
+def tenant_access(user, tenant: Tenant | str | None) -> Access | None:
+    """The one tenant-and-role resolver of every door (pages, API, websocket): the caller's
+    access to the active tenant (given, or by slug); None when there is none, and then
+    the tenant does not exist as far as the caller can tell."""
+    if isinstance(tenant, str):
+        tenant = Tenant.objects.filter(slug=tenant, active=True).first()
+    if tenant is None:
+        return None
     role = role_of(user, tenant)
-    return role is not None and ROLE_RANK[role] >= ROLE_RANK[at_least]
+    return Access(tenant, role) if role is not None else None

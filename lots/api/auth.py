@@ -14,8 +14,6 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from parkweb.throttles import AttemptThrottle
 from tenants.apikeys import ApiKeyPrincipal, api_key_check
-from tenants.models import Role, Tenant
-from tenants.scoping import ROLE_RANK, role_of
 
 
 def failures() -> AttemptThrottle:
@@ -68,18 +66,9 @@ class StaffTokenAuthentication(TokenAuthentication):
         return user, token
 
 
-def request_role(request, tenant: Tenant) -> Role | None:
-    """The caller's role in the tenant; None when it has none (then the tenant is 404)."""
-    return role_of(request.user, tenant)
-
-
 def is_staff_caller(request) -> bool:
     user = request.user
     return bool(getattr(user, "is_staff", False)) and not isinstance(user, ApiKeyPrincipal)
-
-
-def at_least(role: Role | None, needed: Role) -> bool:
-    return role is not None and ROLE_RANK[role] >= ROLE_RANK[needed]
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

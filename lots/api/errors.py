@@ -24,9 +24,16 @@ log = logging.getLogger("parkweb.api")
 NON_FIELD_KEY = "non_field_errors"  # DRF's name for messages about the whole request
 
 
+MESSAGE_MAX = 300  # a message longer than this repeated too much of what was sent
+
+
+def _bounded(message: str) -> str:
+    return message if len(message) <= MESSAGE_MAX else message[:MESSAGE_MAX] + "..."
+
+
 def error_body(error: DomainError) -> dict[str, list[str]]:
     return {
-        (NON_FIELD_KEY if field == NON_FIELD else field): messages
+        (NON_FIELD_KEY if field == NON_FIELD else field): [_bounded(m) for m in messages]
         for field, messages in error.errors.items()
     }
 

@@ -3,12 +3,13 @@ rules of the forms and the admin; their ValidationErrors become field-level 400s
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from tenants.models import ApiKey, Membership, Role, Tenant
+from parkweb.forms import one_text_rule
+from tenants.models import ApiKey, Invitation, Membership, Role, Tenant
 
-from ..asterisk.confgen import LotConfig
+from .. import options, rules
+from ..frames import call_data
 from ..models import (
     AsteriskServer,
     Deployment,
@@ -18,6 +19,32 @@ from ..models import (
     TenantPhones,
 )
 
+ECHO = 40  # characters of a refused value an error message repeats, at most
+
+
+def short(value) -> str:
+    text = str(value)
+    return text if len(text) <= ECHO else text[:ECHO] + "..."
+
+
+class BoundedChoiceField(serializers.ChoiceField):
+    """A choice whose error repeats at most a short prefix of what was sent."""
+
+    def fail(self, key, **kwargs):
+        if "input" in kwargs:
+            kwargs["input"] = short(kwargs["input"])
+        super().fail(key, **kwargs)
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    serializer_choice_field = BoundedChoiceField
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for field in fields.values():
+            one_text_rule(field)
+        return fields
+
 
 class NameField(serializers.SlugRelatedField):
     """A related object named by a slug or name: text that could never name one (a NUL,
@@ -25,29 +52,18 @@ class NameField(serializers.SlugRelatedField):
 
     def to_internal_value(self, data):
         if not isinstance(data, str) or "\x00" in data or len(data) > 100:
-            self.fail("does_not_exist", slug_name=self.slug_field, value=str(data)[:40])
+            self.fail("does_not_exist", slug_name=self.slug_field, value=short(data))
         return super().to_internal_value(data)
 
 
-def as_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
-    if hasattr(exc, "error_dict"):
-        return serializers.ValidationError(
-            {
-                field: [e.message % (e.params or {}) for e in errors]
-                for field, errors in exc.error_dict.items()
-            }
-        )
-    return serializers.ValidationError({"non_field_errors": exc.messages})
-
-
-class TenantSerializer(serializers.ModelSerializer):
+class TenantSerializer(ModelSerializer):
     class Meta:
         model = Tenant
         fields = ["slug", "name", "active", "created_at"]
         read_only_fields = ["created_at"]
 
 
-class ServerSerializer(serializers.ModelSerializer):
+class ServerSerializer(ModelSerializer):
     ami_secret = serializers.CharField(
         write_only=True,
         required=False,
@@ -90,7 +106,7 @@ class ServerSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class ContextSerializer(serializers.ModelSerializer):
+class ContextSerializer(ModelSerializer):
     server = serializers.SlugRelatedField(slug_field="name", read_only=True)
     tenant = NameField(slug_field="slug", queryset=Tenant.objects.all())
 
@@ -100,7 +116,7 @@ class ContextSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "server"]
 
 
-class PhonesSerializer(serializers.ModelSerializer):
+class PhonesSerializer(ModelSerializer):
     """Where a tenant's phones are on a server (staff write it; the tenant reads it)."""
 
     server = serializers.SlugRelatedField(slug_field="name", read_only=True)
@@ -137,8 +153,8 @@ class TenantContextSerializer(ContextSerializer):
         fields = ["id", "server", "name", "description"]
 
 
-# The res_parking options, as config generation knows them.
-LOT_OPTIONS = [name for name in LotConfig.PLAIN if name != "enabled"]
+# The res_parking options that the API reads and writes as they are (lots.options).
+LOT_OPTIONS = list(options.PLAIN)
 
 
 def set_aside(lot: ParkingLot) -> dict | None:
@@ -151,10 +167,14 @@ def set_aside(lot: ParkingLot) -> dict | None:
     }
 
 
-class LotSerializer(serializers.ModelSerializer):
+class LotSerializer(ModelSerializer):
     """A lot of the tenant in the URL; contexts are named, and must be the tenant's own."""
 
-    server = NameField(slug_field="name", queryset=AsteriskServer.objects.none())
+    server = NameField(
+        slug_field="name",
+        queryset=AsteriskServer.objects.none(),
+        error_messages={"does_not_exist": rules.SERVER_NOT_OFFERED},
+    )
     # Written as names, read back by to_representation (never through str(), which would
     # cost a query per lot).
     context = serializers.CharField(
@@ -229,9 +249,7 @@ class LotSerializer(serializers.ModelSerializer):
             server=server, tenant=self.tenant, name=name
         ).first()
         if context is None:
-            raise serializers.ValidationError(
-                {field: f"You have no context named {name!r} on server {server.name}."}
-            )
+            raise serializers.ValidationError({field: rules.CONTEXT_NOT_OWNED})
         return context
 
     def validate(self, attrs):
@@ -247,7 +265,7 @@ class LotSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class DeploymentSerializer(serializers.ModelSerializer):
+class DeploymentSerializer(ModelSerializer):
     """Everything about a deployment: for staff."""
 
     server = serializers.SlugRelatedField(slug_field="name", read_only=True)
@@ -295,7 +313,9 @@ class TenantDeploymentSerializer(DeploymentSerializer):
         read_only_fields = fields
 
 
-class ParkedCallSerializer(serializers.ModelSerializer):
+class ParkedCallSerializer(ModelSerializer):
+    """A parked call: the same representation as the board's frames (lots.frames)."""
+
     lot = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     outcome = serializers.ChoiceField(
         choices=ParkedCall.Outcome.choices,
@@ -305,9 +325,7 @@ class ParkedCallSerializer(serializers.ModelSerializer):
     )
 
     def to_representation(self, call):
-        data = super().to_representation(call)
-        data["outcome"] = data["outcome"] or None
-        return data
+        return call_data(call)
 
     class Meta:
         model = ParkedCall
@@ -359,7 +377,7 @@ class RetrieveSerializer(CallActionSerializer):
         return attrs
 
 
-class MemberSerializer(serializers.ModelSerializer):
+class MemberSerializer(ModelSerializer):
     username = serializers.CharField(source="user.username")
 
     class Meta:
@@ -369,10 +387,27 @@ class MemberSerializer(serializers.ModelSerializer):
 
 
 class MemberRoleSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Role.choices)
+    role = BoundedChoiceField(choices=Role.choices)
 
 
-class ApiKeySerializer(serializers.ModelSerializer):
+class InviteSerializer(serializers.Serializer):
+    """Someone to add: an e-mail address, or else the username of an account."""
+
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
+    username = serializers.CharField(required=False, allow_blank=True, max_length=150)
+    role = BoundedChoiceField(choices=Role.choices)
+
+
+class InvitationSerializer(ModelSerializer):
+    invited = serializers.CharField(source="invitee", read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "invited", "role", "created_by", "created_at", "expires_at"]
+        read_only_fields = fields
+
+
+class ApiKeySerializer(ModelSerializer):
     class Meta:
         model = ApiKey
         fields = ["id", "name", "role", "prefix", "created_at", "last_used_at", "revoked_at"]

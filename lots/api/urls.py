@@ -69,6 +69,8 @@ urlpatterns = [
     ),
     path(T + "members/", v.MemberList.as_view(), name="api-members"),
     path(T + "members/<id:pk>/", v.MemberDetail.as_view(), name="api-member"),
+    path(T + "invitations/", v.InvitationList.as_view(), name="api-invitations"),
+    path(T + "invitations/<id:pk>/", v.InvitationDetail.as_view(), name="api-invitation"),
     path(T + "api-keys/", v.ApiKeyList.as_view(), name="api-keys"),
     path(T + "api-keys/<id:pk>/", v.ApiKeyDetail.as_view(), name="api-key"),
     path(T + "contexts/", v.TenantContexts.as_view(), name="api-contexts"),

@@ -1,25 +1,98 @@
-"""The AMI actions that parkweb's services send, built here and nowhere else.
+"""Every AMI action parkweb sends, built here and nowhere else.
 
-Services pass plain values; the headers (and what Asterisk makes of them) are decided in
-this module, on top of the checks every value gets in `ami.check_value`.
+Callers (services, the deploy, the watcher, commands) pass plain values; the headers, and
+what Asterisk makes of them, are decided in this module, on top of the checks every value
+gets in `ami.check_value` and the allow-list of `ami.ALLOWED_ACTIONS`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from .ami import AmiClient, AmiError, AmiRefused, AmiResponse
+from .ami import AmiClient, AmiError, AmiRefused, AmiResponse, Parkinglot
 
-# A channel name as Asterisk makes them (PJSIP/alice-00000001, Local/201@acme-phones-0000;1).
-# It becomes the Bridge application's argument, where a ',' or '|' would add options.
+# A channel name as Asterisk makes them (PJSIP/alice-00000001, Local/201@acme-phones-0000;1),
+# or a unique id. It becomes an application's argument, where ',' or '|' would add options.
 CHANNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_@.;:+~#-]{0,199}")
 RING_SECONDS = 30
+UPDATE_CONFIG_BATCH = 30  # edits per UpdateConfig: 4 headers each, under Asterisk's 128
 
 
 def _channel(name: str) -> str:
     if not CHANNEL_NAME_RE.fullmatch(name or ""):
         raise AmiRefused(f"not a channel name: {name[:60]!r}")
     return name
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+async def command(ami: AmiClient, text: str) -> str:
+    """Output of a read-only CLI command (the allow-list in `ami` names which)."""
+    response = await ami.checked_action("Command", Command=text)
+    output = response.headers.get("Output", [])
+    return "\n".join(output if isinstance(output, list) else [output])
+
+
+async def parkinglots(ami: AmiClient) -> list[Parkinglot]:
+    """Every lot Asterisk runs: name, spaces and timeout."""
+    response = await ami.checked_action("Parkinglots")
+    return [
+        Parkinglot(
+            name=str(event["Name"]),
+            start_space=int(event["StartSpace"]),
+            stop_space=int(event["StopSpace"]),
+            timeout=int(event["Timeout"]),
+        )
+        for event in response.events
+        if event.get("Event") == "Parkinglot"
+    ]
+
+
+async def parked_calls(ami: AmiClient) -> tuple[dict, ...]:
+    """One ParkedCall event per call parked now, in every lot."""
+    return (await ami.checked_action("ParkedCalls")).events
+
+
+async def show_dialplan(ami: AmiClient, context: str) -> tuple[dict, ...] | None:
+    """The ListDialplan events of one context; None when Asterisk has no such context."""
+    response = await ami.action("ShowDialPlan", Context=context)
+    return response.events if response.success else None
+
+
+async def get_config(ami: AmiClient, filename: str) -> dict | None:
+    """A config file as Asterisk reads it (Category-N, Line-N-M headers); None if absent."""
+    response = await ami.action("GetConfig", Filename=filename)
+    return response.headers if response.success else None
+
+
+# -- changing ---------------------------------------------------------------------------------
+
+
+async def reload_module(ami: AmiClient, module: str) -> AmiResponse:
+    """Reload one module; Asterisk's answer tells whether it accepted the new config."""
+    return await ami.action("Reload", timeout=ami.reload_timeout, Module=module)
+
+
+async def update_config(ami: AmiClient, filename: str, edits: Sequence[tuple[str, ...]]) -> None:
+    """Rewrite a config file in place through Asterisk, in batches of edits:
+    (action, category[, variable[, value]]), like ("Append", "acme_main", "parkpos", ...)."""
+    for start in range(0, len(edits), UPDATE_CONFIG_BATCH):
+        headers: dict[str, str] = {"SrcFilename": filename, "DstFilename": filename}
+        for index, (action, category, *rest) in enumerate(
+            edits[start : start + UPDATE_CONFIG_BATCH]
+        ):
+            key = f"{index:06d}"
+            headers[f"Action-{key}"] = action
+            headers[f"Cat-{key}"] = category
+            if rest:
+                headers[f"Var-{key}"] = rest[0]
+                headers[f"Value-{key}"] = rest[1] if len(rest) > 1 else ""
+        await ami.checked_action("UpdateConfig", **headers)
+
+
+# -- calls -------------------------------------------------------------------------------------
 
 
 async def ring_and_bridge(
@@ -47,6 +120,31 @@ async def ring_and_bridge(
     if not reply.success:
         raise AmiError(reply.message or "Originate failed")
     return reply
+
+
+async def call_into(
+    ami: AmiClient,
+    *,
+    exten: str,
+    context: str,
+    seconds: int,
+    caller_id: str = "",
+    action_id: str = "",
+) -> AmiResponse:
+    """A call from a Local channel that dials `exten` in `context` and holds for `seconds`
+    once connected (demo traffic: park by dialling a park extension, pick up a space).
+    Returns once queued; its OriginateResponse event (with `action_id`) tells the answer."""
+    headers = {"CallerID": caller_id} if caller_id else {}
+    if action_id:
+        headers["ActionID"] = action_id
+    return await ami.checked_action(
+        "Originate",
+        Channel=_channel(f"Local/{exten}@{context}"),
+        Application="Wait",
+        Data=str(int(seconds)),
+        Async="true",
+        **headers,
+    )
 
 
 async def hangup(ami: AmiClient, channel: str) -> AmiResponse:

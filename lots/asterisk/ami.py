@@ -284,29 +284,6 @@ class AmiClient:
     async def ping(self) -> None:
         await self.checked_action("Ping")
 
-    async def command(self, command: str) -> str:
-        """Output of a read-only CLI command."""
-        response = await self.checked_action("Command", Command=command)
-        output = response.headers.get("Output", [])
-        return "\n".join(output if isinstance(output, list) else [output])
-
-    async def parkinglots(self) -> list[Parkinglot]:
-        response = await self.checked_action("Parkinglots")
-        return [
-            Parkinglot(
-                name=str(event["Name"]),
-                start_space=int(event["StartSpace"]),
-                stop_space=int(event["StopSpace"]),
-                timeout=int(event["Timeout"]),
-            )
-            for event in response.events
-            if event.get("Event") == "Parkinglot"
-        ]
-
-    async def reload_module(self, module: str) -> AmiResponse:
-        """Reload one module; Asterisk's answer tells whether it accepted the new config."""
-        return await self.action("Reload", timeout=self.reload_timeout, Module=module)
-
     def start_watchdog(
         self, interval: float = 5.0, on_dead: Callable[[], object] | None = None
     ) -> None:

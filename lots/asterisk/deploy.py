@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from . import confgen, confparse, verify
+from . import actions, confgen, confparse, verify
 from .ami import AmiActionError, AmiClient, AmiResponse
 from .confgen import Section
 
@@ -86,32 +86,16 @@ class AmiStore:
     features alone.
     """
 
-    BATCH = 30  # edits per UpdateConfig: 4 headers each, under Asterisk's 128
-
     def __init__(self, ami: AmiClient):
         self.ami = ami
 
     async def sections(self, name: str) -> list[Section] | None:
-        response = await self.ami.action("GetConfig", Filename=name)
-        if not response.success:
-            return None
-        return sections_from_getconfig(response.headers)
+        headers = await actions.get_config(self.ami, name)
+        return None if headers is None else sections_from_getconfig(headers)
 
     async def read(self, name: str) -> str | None:
         sections = await self.sections(name)
         return None if sections is None else render_plain(sections)
-
-    async def _update(self, name: str, edits: list[tuple[str, ...]]) -> None:
-        for start in range(0, len(edits), self.BATCH):
-            headers: dict[str, str] = {"SrcFilename": name, "DstFilename": name}
-            for index, (action, category, *rest) in enumerate(edits[start : start + self.BATCH]):
-                key = f"{index:06d}"
-                headers[f"Action-{key}"] = action
-                headers[f"Cat-{key}"] = category
-                if rest:
-                    headers[f"Var-{key}"] = rest[0]
-                    headers[f"Value-{key}"] = rest[1] if len(rest) > 1 else ""
-            await self.ami.checked_action("UpdateConfig", **headers)
 
     async def replace(self, name: str, text: str) -> None:
         wanted = sections_of(text)
@@ -124,7 +108,7 @@ class AmiStore:
         for section in wanted:
             edits.append(("NewCat", section.name))
             edits += [("Append", section.name, key, value) for key, value in section.options]
-        await self._update(name, edits)
+        await actions.update_config(self.ami, name, edits)
 
     async def _set_parkcall(self, code: str) -> None:
         existing = {s.name: dict(s.options) for s in await self.sections(FEATURES) or []}
@@ -135,7 +119,7 @@ class AmiStore:
             edits.append(("Delete", "featuremap", "parkcall"))
         if code:
             edits.append(("Append", "featuremap", "parkcall", code))
-        await self._update(FEATURES, edits)
+        await actions.update_config(self.ami, FEATURES, edits)
 
     async def keep_last_good(self, name: str, text: str) -> None:
         """The database keeps the last good text; nothing to write on the remote host."""
@@ -248,7 +232,7 @@ async def reload(
     delay = 0.1
     for attempt in range(attempts):
         started = time.perf_counter()
-        response = await ami.reload_module(module)
+        response = await actions.reload_module(ami, module)
         replies.append(
             {
                 "action": "Reload",
@@ -280,17 +264,19 @@ async def running_differences(
     `parking show` slowly).
     """
     sections = [s for s in sections_of(files[RES_PARKING]) if s.name != "general"]
-    parkinglots = await ami.parkinglots()
+    parkinglots = await actions.parkinglots(ami)
     problems = verify.parkinglots_differences(sections, parkinglots)
     if changed_lots is None:
-        running = verify.parse_parking_show(await ami.command("parking show"))
+        running = verify.parse_parking_show(await actions.command(ami, "parking show"))
         problems += verify.detail_differences(sections, running)
     else:
         wanted = {s.name for s in sections}
         extra = {lot.name for lot in parkinglots} - wanted
         running = {}
         for name in sorted((changed_lots & wanted) | extra):
-            running.update(verify.parse_parking_show(await ami.command(f"parking show {name}")))
+            running.update(
+                verify.parse_parking_show(await actions.command(ami, f"parking show {name}"))
+            )
         detailed = [s for s in sections if s.name in changed_lots]
         problems += [
             p for p in verify.detail_differences(detailed, running) if not p.endswith("not running")
@@ -300,7 +286,7 @@ async def running_differences(
             (s.options for s in sections_of(files[FEATURES]) if s.name == "featuremap"), ()
         )
         wanted_code = dict(featuremap).get("parkcall", "")
-        actual = park_call_code(await ami.command("features show"))
+        actual = park_call_code(await actions.command(ami, "features show"))
         if actual != wanted_code:
             problems.append(f"features: parkcall is {actual!r}, expected {wanted_code!r}")
     replies.append({"action": "verify", "lots": len(parkinglots), "problems": problems[:50]})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from . import actions
 from .ami import AmiClient
 
 PARKING_REGISTRAR = "res_parking"
@@ -20,16 +21,12 @@ async def foreign_extensions(ami: AmiClient, contexts: Iterable[str]) -> dict[st
     A context Asterisk does not have holds none."""
     found: dict[str, set[str]] = {}
     for context in sorted(set(contexts)):
-        reply = await ami.action("ShowDialPlan", Context=context)
-        extensions: set[str] = set()
-        if reply.success:
-            for event in reply.events:
-                if (
-                    event.get("Event") == "ListDialplan"
-                    and event.get("Context") == context
-                    and "Extension" in event
-                    and not str(event.get("Registrar", "")).startswith(PARKING_REGISTRAR)
-                ):
-                    extensions.add(str(event["Extension"]))
-        found[context] = extensions
+        found[context] = {
+            str(event["Extension"])
+            for event in await actions.show_dialplan(ami, context) or ()
+            if event.get("Event") == "ListDialplan"
+            and event.get("Context") == context
+            and "Extension" in event
+            and not str(event.get("Registrar", "")).startswith(PARKING_REGISTRAR)
+        }
     return found

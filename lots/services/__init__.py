@@ -4,6 +4,8 @@ config: saves of servers, contexts and lots; deploys: making them live on Asteri
 parking: live parked calls.
 """
 
+from tenants.actors import SYSTEM, Actor
+
 from .config import (
     context_create,
     context_save,
@@ -15,8 +17,6 @@ from .config import (
     server_save,
 )
 from .deploys import (
-    SYSTEM,
-    Actor,
     Outcome,
     ami_client,
     config_changed,

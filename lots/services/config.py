@@ -17,6 +17,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from parkweb.errors import Invalid, NotFound, PreconditionFailed, checked
+from tenants.actors import SYSTEM, Actor
+from tenants.audit import audit
 from tenants.models import Tenant
 
 from .. import rules
@@ -25,9 +27,11 @@ from ..asterisk.ami import AmiError
 from ..locks import server_row_lock
 from ..models import AsteriskServer, DialplanContext, ParkingLot, lot_etag
 from ..validation import lot_extensions, lot_rule_violations
-from .deploys import SYSTEM, Actor, ami_client, config_changed
+from .deploys import ami_client, config_changed
 
 log = logging.getLogger(__name__)
+
+CONTEXT_TAKEN = "This server already has a context of that name."
 
 
 def refuse(violations: list[rules.Violation]) -> None:
@@ -48,22 +52,31 @@ def server_save(
     """Create or update a server; a given `ami_secret` replaces the stored one."""
     if ami_secret:
         server.ami_secret = ami_secret
+    created = server.pk is None
     checked(server.full_clean)
     server.save()
     config_changed(server.pk, actor, f"server {server.name} saved")
+    audit(actor, "server.create" if created else "server.update", server.name)
     return server
 
 
 @transaction.atomic
 def context_save(context: DialplanContext, *, actor: Actor = SYSTEM) -> DialplanContext:
+    created = context.pk is None
     checked(context.full_clean)
     try:
         with transaction.atomic():
             context.save()
     except IntegrityError as exc:  # a concurrent save of the same name won the race
-        raise Invalid({"name": "This server already has a context of that name."}) from exc
+        raise Invalid({"name": CONTEXT_TAKEN}) from exc
     if context.lots.exists() or context.comeback_lots.exists():
         config_changed(context.server_id, actor, f"context {context.name} saved")
+    audit(
+        actor,
+        "context.create" if created else "context.update",
+        f"{context.name} on server {context.server_id}",
+        tenant=context.tenant_id,
+    )
     return context
 
 
@@ -123,6 +136,7 @@ def lot_save(lot: ParkingLot, *, actor: Actor = SYSTEM, if_match: str | None = N
     lot still has that ETag."""
     checked(lot.full_clean)
     refuse(lot_dialplan_violations(lot))
+    created = lot.pk is None
     with transaction.atomic():
         previous_server = _lock_and_check(lot, if_match)
         server_row_lock(lot.server_id)
@@ -136,6 +150,7 @@ def lot_save(lot: ParkingLot, *, actor: Actor = SYSTEM, if_match: str | None = N
             raise Invalid({"slug": "Your tenant already has a lot with this slug."}) from exc
         for server_id in {lot.server_id, previous_server} - {None}:
             config_changed(server_id, actor, f"lot {lot.asterisk_name} saved")
+        audit(actor, "lot.create" if created else "lot.update", lot.slug, tenant=lot.tenant_id)
     return lot
 
 
@@ -166,9 +181,10 @@ def lot_update(
 @transaction.atomic
 def lot_delete(lot: ParkingLot, *, actor: Actor = SYSTEM, if_match: str | None = None) -> None:
     _lock_and_check(lot, if_match)
-    server_id, name = lot.server_id, lot.asterisk_name
+    server_id, name, slug, tenant_id = lot.server_id, lot.asterisk_name, lot.slug, lot.tenant_id
     lot.delete()
     config_changed(server_id, actor, f"lot {name} deleted")
+    audit(actor, "lot.delete", slug, tenant=tenant_id)
 
 
 def lots_retry(lots, actor: Actor = SYSTEM) -> int:
@@ -178,7 +194,10 @@ def lots_retry(lots, actor: Actor = SYSTEM) -> int:
     with transaction.atomic():
         held = ParkingLot.objects.filter(pk__in=[lot.pk for lot in lots]).exclude(held_reason="")
         servers = set(held.values_list("server_id", flat=True))
+        retried = list(held.values_list("slug", "tenant_id"))
         count = held.update(held_reason="", held_extension="", held_at=None)
         for server_id in servers:
             config_changed(server_id, actor, "set-aside lots tried again")
+        for slug, tenant_id in retried:
+            audit(actor, "lot.retry", slug, tenant=tenant_id)
     return count

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+
+from tenants.actors import SYSTEM, Actor
 
 from .. import rules
 from ..asterisk import confgen, deploy, dialplan
@@ -22,23 +22,6 @@ from ..selectors import files_hash, last_good_deployment, server_config, server_
 from ..validation import lot_conflict_violations, lot_extensions, lot_field_violations
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who caused a change: recorded on the deployment it triggers."""
-
-    trigger: str = Deployment.Trigger.SYSTEM
-    user: Any = None
-
-    @classmethod
-    def of(cls, user) -> Actor:
-        if user is None or not getattr(user, "is_authenticated", False):
-            return SYSTEM
-        return cls(Deployment.Trigger.USER, user)
-
-
-SYSTEM = Actor()
 
 
 def config_changed(server_id: int, actor: Actor = SYSTEM, reason: str = "") -> None:

@@ -17,23 +17,24 @@ from django.db.models import F
 from django.utils import timezone
 
 from parkweb.errors import Conflict, Forbidden, Invalid, Unavailable
-from tenants.models import Membership, Role
-from tenants.scoping import has_role
+from tenants.actors import Actor
+from tenants.audit import audit
+from tenants.models import Membership
+from tenants.scoping import tenant_access
 
 from .. import rules
 from ..asterisk import actions
 from ..asterisk.ami import AmiActionError, AmiError
 from ..asterisk.events import Kind, ParkingEvent
+from ..frames import call_frame, health_frame, tenant_group
 from ..models import (
     AsteriskServer,
-    AuditEntry,
     EventProblem,
     ParkedCall,
     ParkingLot,
     ServerHealth,
     TenantPhones,
 )
-from ..selectors import serialize_call, tenant_group
 from .deploys import ami_client
 
 log = logging.getLogger(__name__)
@@ -192,8 +193,10 @@ def parked_call_apply(
     """Apply one parking event; the tenant's pages get it after commit. Returns the episode
     changed, or None when the event told nothing new (a duplicate)."""
     now = now or timezone.now()
-    open_calls = ParkedCall.objects.select_for_update().filter(
-        server_id=server_id, ended_at__isnull=True
+    open_calls = (
+        ParkedCall.objects.select_for_update(of=("self",))
+        .select_related("lot")
+        .filter(server_id=server_id, ended_at__isnull=True)
     )
     call = open_calls.filter(uniqueid=event.key).first()
     kind = event.kind
@@ -208,7 +211,7 @@ def parked_call_apply(
         )
         for old in replaced:
             _end_episode(old, ParkedCall.Outcome.SWAPPED, now)
-            push(old.tenant_id, {"type": "swapped", "call": serialize_call(old)})
+            push(old.tenant_id, call_frame("swapped", old))
         if call is None:
             call = _open_episode(server_id, event, now)
         kind = Kind.PARKED
@@ -216,7 +219,7 @@ def parked_call_apply(
         if call is None:  # its park happened while we were away: record it, then end it
             call = _open_episode(server_id, event, now)
         _end_episode(call, OUTCOME_OF[kind], now, event)
-    push(call.tenant_id, {"type": str(kind), "call": serialize_call(call)})
+    push(call.tenant_id, call_frame(str(kind), call))
     return call
 
 
@@ -229,16 +232,16 @@ def server_resync(
     now = now or timezone.now()
     open_calls = {
         call.uniqueid: call
-        for call in ParkedCall.objects.select_for_update().filter(
-            server_id=server_id, ended_at__isnull=True
-        )
+        for call in ParkedCall.objects.select_for_update(of=("self",))
+        .select_related("lot")
+        .filter(server_id=server_id, ended_at__isnull=True)
     }
     parked = {event.key: event for event in parked_now}
     lost = opened = failed = 0
     for uniqueid, call in open_calls.items():
         if uniqueid not in parked:
             _end_episode(call, ParkedCall.Outcome.LOST, now)
-            push(call.tenant_id, {"type": "lost", "call": serialize_call(call)})
+            push(call.tenant_id, call_frame("lost", call))
             lost += 1
     for uniqueid, event in parked.items():
         if uniqueid in open_calls:
@@ -250,7 +253,7 @@ def server_resync(
             parking_event_problem(server_id, event, exc, kind="resync")
             failed += 1
             continue
-        push(call.tenant_id, {"type": "parked", "call": serialize_call(call)})
+        push(call.tenant_id, call_frame("parked", call))
         opened += 1
     return {"lost": lost, "opened": opened, "parked": len(parked), "failed": failed}
 
@@ -307,13 +310,7 @@ def server_health_update(server_id: int, **fields) -> ServerHealth:
         setattr(health, name, value)
     health.save()
     if set(fields) & {"connected", "synced", "error"}:
-        message = {
-            "type": "health",
-            "server": health.server_id,
-            "connected": health.connected,
-            "synced": health.synced,
-            "since": health.since.isoformat() if health.since else None,
-        }
+        message = health_frame(health)
         tenants = ParkingLot.objects.filter(server_id=server_id).values_list("tenant_id", flat=True)
         with transaction.atomic():
             for tenant_id in set(tenants):
@@ -321,20 +318,21 @@ def server_health_update(server_id: int, **fields) -> ServerHealth:
     return health
 
 
-def _audit(call: ParkedCall, user, action: str, ok: bool, **detail) -> None:
-    person = user if getattr(user, "pk", None) else None  # API keys are no person
-    AuditEntry.objects.create(
-        tenant_id=call.tenant_id,
-        user=person,
-        action=action,
-        target=f"{call.lot_name} space {call.space}",
-        detail={"call": call.pk, "by": user.get_username(), **detail},
+def _audit(call: ParkedCall, actor: Actor, action: str, ok: bool, **detail) -> None:
+    audit(
+        actor,
+        action,
+        f"{call.lot_name} space {call.space}",
+        tenant=call.tenant_id,
         ok=ok,
+        call=call.pk,
+        **detail,
     )
 
 
-def _require_operator(user, call: ParkedCall) -> None:
-    if call.tenant is None or not has_role(user, call.tenant, Role.OPERATOR):
+def _require_operator(actor: Actor, call: ParkedCall) -> None:
+    access = tenant_access(actor.principal, call.tenant) if call.tenant else None
+    if access is None or not access.can_act:
         raise Forbidden("Only a tenant's admins and operators may act on its calls.")
 
 
@@ -343,7 +341,7 @@ def _require_parked(call: ParkedCall) -> None:
         raise Conflict({"call": "This call is no longer parked."})
 
 
-def retrieve_phone(call: ParkedCall, user, extension: str | None) -> tuple[str, str]:
+def retrieve_phone(call: ParkedCall, actor: Actor, extension: str | None) -> tuple[str, str]:
     """(the channel parkweb rings, the extension) for a retrieve of `call` to one of its
     tenant's phones: `extension`, else the member's own. Raises Invalid naming the field."""
     phones = (
@@ -358,9 +356,9 @@ def retrieve_phone(call: ParkedCall, user, extension: str | None) -> tuple[str, 
                 "operator to add them (admin: tenant phones)."
             }
         )
-    if not extension and getattr(user, "pk", None):
+    if not extension and actor.user is not None:
         extension = (
-            Membership.objects.filter(user=user, tenant_id=call.tenant_id)
+            Membership.objects.filter(user=actor.user, tenant_id=call.tenant_id)
             .values_list("extension", flat=True)
             .first()
         )
@@ -391,18 +389,18 @@ def _is_parking_extension(call: ParkedCall, extension: str, phones: TenantPhones
     )
 
 
-def parked_call_retrieve(call: ParkedCall, user, extension: str | None = None) -> None:
+def parked_call_retrieve(call: ParkedCall, actor: Actor, extension: str | None = None) -> None:
     """Ring one of the tenant's phones (`extension`, else the member's own); when it
     answers it is bridged to exactly this call."""
-    _require_operator(user, call)
+    _require_operator(actor, call)
     _require_parked(call)
-    dial, extension = retrieve_phone(call, user, extension)
-    _ring(call, user, dial, {"extension": extension})
+    dial, extension = retrieve_phone(call, actor, extension)
+    _ring(call, actor, dial, {"extension": extension})
 
 
-def parked_call_retrieve_to_device(call: ParkedCall, user, device: str) -> None:
+def parked_call_retrieve_to_device(call: ParkedCall, actor: Actor, device: str) -> None:
     """Staff only (the operator admin): ring any device, like PJSIP/alice."""
-    if not getattr(user, "is_staff", False):
+    if not actor.is_staff:
         raise Forbidden("Only staff may ring a device by name; tenants give an extension.")
     _require_parked(call)
     if not DEVICE_RE.fullmatch(device or ""):
@@ -412,10 +410,10 @@ def parked_call_retrieve_to_device(call: ParkedCall, user, device: str) -> None:
                 "letters, digits, '_', '.' or '-') or Local/<extension>@<context>."
             }
         )
-    _ring(call, user, device, {"device": device})
+    _ring(call, actor, device, {"device": device})
 
 
-def _ring(call: ParkedCall, user, dial: str, detail: dict) -> None:
+def _ring(call: ParkedCall, actor: Actor, dial: str, detail: dict) -> None:
     client = ami_client(call.server)  # made here: the ORM is not for the event loop
     channel_id = f"parkweb-{call.pk}-{secrets.token_hex(4)}"
 
@@ -433,25 +431,24 @@ def _ring(call: ParkedCall, user, dial: str, detail: dict) -> None:
     ParkedCall.objects.filter(pk=call.pk).update(
         retrieve_target=dial[:100],
         retrieve_channel_id=channel_id,
-        retrieve_requested_by=_name_of(user)[:150],
+        retrieve_requested_by=_name_of(actor)[:150],
         retrieve_requested_at=timezone.now(),
     )
     try:
         asyncio.run(originate())
     except AmiError as exc:
-        _audit(call, user, "retrieve", False, **detail, error=str(exc))
+        _audit(call, actor, "retrieve", False, **detail, error=str(exc))
         raise Unavailable({next(iter(detail)): f"Asterisk could not ring {dial}: {exc}"}) from exc
-    _audit(call, user, "retrieve", True, **detail)
+    _audit(call, actor, "retrieve", True, **detail)
 
 
-def _name_of(user) -> str:
-    full = getattr(user, "get_full_name", lambda: "")()
-    return full or user.get_username()
+def _name_of(actor: Actor) -> str:
+    return (actor.user.get_full_name() if actor.user is not None else "") or actor.label
 
 
-def parked_call_hangup(call: ParkedCall, user) -> None:
+def parked_call_hangup(call: ParkedCall, actor: Actor) -> None:
     """Hang up a parked call."""
-    _require_operator(user, call)
+    _require_operator(actor, call)
     if not call.active:
         raise Conflict({"call": "This call is no longer parked."})
 
@@ -464,10 +461,10 @@ def parked_call_hangup(call: ParkedCall, user) -> None:
     try:
         asyncio.run(hangup())
     except AmiError as exc:
-        _audit(call, user, "hangup", False, error=str(exc))
+        _audit(call, actor, "hangup", False, error=str(exc))
         refused = Conflict if isinstance(exc, AmiActionError) else Unavailable  # gone already
         raise refused({"call": f"Asterisk could not hang up the call: {exc}"}) from exc
-    _audit(call, user, "hangup", True)
+    _audit(call, actor, "hangup", True)
 
 
 def parked_calls_purge(now: datetime | None = None) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import transaction
 
 from parkweb.errors import Invalid, checked
+from tenants.actors import SYSTEM, Actor
+from tenants.audit import audit
 from tenants.models import Membership
 
 from .. import rules
@@ -12,15 +14,24 @@ from ..models import TenantPhones
 
 
 @transaction.atomic
-def phones_save(phones: TenantPhones) -> TenantPhones:
+def phones_save(phones: TenantPhones, *, actor: Actor = SYSTEM) -> TenantPhones:
     """Create or change where a tenant's phones are on a server (staff only: adapters
     check that the caller is staff)."""
     checked(phones.full_clean)
     phones.save()
+    audit(
+        actor,
+        "phones.save",
+        f"{phones.context.name} on server {phones.server_id}",
+        tenant=phones.tenant_id,
+        extensions=phones.extensions,
+    )
     return phones
 
 
-def member_extension_set(membership: Membership, extension: str) -> Membership:
+def member_extension_set(
+    membership: Membership, extension: str, *, actor: Actor = SYSTEM
+) -> Membership:
     """A member stores their own phone's extension ('' to forget it). It must be one of
     the tenant's extensions on at least one server where the tenant has phones."""
     extension = (extension or "").strip()
@@ -34,4 +45,11 @@ def member_extension_set(membership: Membership, extension: str) -> Membership:
             raise Invalid({"extension": problems[0][0].message})
     membership.extension = extension
     membership.save(update_fields=["extension"])
+    audit(
+        actor,
+        "member.extension",
+        membership.user.get_username(),
+        tenant=membership.tenant_id,
+        extension=extension,
+    )
     return membership

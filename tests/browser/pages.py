@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +14,18 @@ PORT = 8766
 BASE = f"http://127.0.0.1:{PORT}"
 ARTIFACTS = Path(settings.BASE_DIR) / "artifacts"
 PASSWORD = "pw-{}-123"
+
+
+def mailed_link(pattern: re.Pattern, timeout: float = 10) -> str:
+    """The newest link matching `pattern` in mail sent so far (the console mail backend
+    writes it to daphne's log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = pattern.findall((ARTIFACTS / "daphne.log").read_text(errors="replace"))
+        if found:
+            return found[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"no link like {pattern.pattern} was mailed")
 
 
 def off_loop(function, *args, **kwargs):

@@ -1,6 +1,8 @@
 """Pages for tenant admins (members, API keys) and for operators (the admin site's
 preview diff and deploy now), in a real browser."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -8,9 +10,10 @@ from lots.models import Deployment
 from tenants.models import Membership
 from tests.integration.test_deploy import wait_for
 
-from .pages import BASE, create_live_lot, goto, log_in
+from .pages import BASE, create_live_lot, goto, log_in, mailed_link
 
 pytestmark = pytest.mark.integration
+INVITE_LINK = re.compile(rf"{re.escape(BASE)}/accounts/invitation/[\w-]+/")
 
 
 def api_status(browser, key: str) -> int:
@@ -24,11 +27,23 @@ def test_tenant_admin_manages_members_and_api_keys(site, browser):
     page = log_in(browser, "ada")
     page.get_by_role("link", name="Members").click()
 
-    # An unknown user: the message names the field, and nobody is added.
-    page.get_by_label("Username").fill("nobody")
-    page.get_by_role("button", name="Add").click()
-    expect(page.locator("#member-error")).to_have_text("Username: no user has that username.")
-    expect(page.get_by_label("Username")).to_have_attribute("aria-invalid", "true")
+    # A newcomer is invited by e-mail: told so, and listed until they join.
+    page.get_by_label("E-mail address").fill("newcomer@example.com")
+    page.locator("#new-role").select_option("operator")
+    page.get_by_role("button", name="Invite").click()
+    expect(page.get_by_role("status")).to_have_text("Invitation sent to newcomer@example.com.")
+    expect(page.get_by_role("cell", name="newcomer@example.com", exact=True)).to_be_visible()
+    # They open the mailed link, choose a username and a password, and land in Acme.
+    newcomer = browser.new_context().new_page()
+    newcomer.goto(mailed_link(INVITE_LINK))
+    newcomer.get_by_label("Username").fill("newbie")
+    newcomer.get_by_label("Password").fill("a-long-new-password-42")
+    newcomer.get_by_role("button", name="Create the account and join").click()
+    expect(newcomer).to_have_url(f"{BASE}/t/acme/")
+    assert Membership.objects.get(user__username="newbie").role == "operator"
+    # The link works once.
+    newcomer.goto(mailed_link(INVITE_LINK))
+    expect(newcomer.get_by_role("alert")).to_contain_text("not valid any more")
 
     # Promote the viewer; the last admin cannot demote herself.
     page.get_by_label("Role of vic", exact=True).select_option("operator")
@@ -38,7 +53,7 @@ def test_tenant_admin_manages_members_and_api_keys(site, browser):
     assert Membership.objects.get(user__username="vic").role == "operator"
     page.get_by_label("Role of ada", exact=True).select_option("viewer")
     page.get_by_role("button", name="Change the role of ada").click()
-    expect(page.locator("#member-error")).to_contain_text("at least one admin")
+    expect(page.locator("#member-error")).to_contain_text("A tenant always keeps one admin")
     assert Membership.objects.get(user__username="ada").role == "admin"
     page.get_by_role("button", name="Remove ola").click()
     expect(page.get_by_role("cell", name="ola")).to_have_count(0)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from lots.asterisk import verify
+from lots.asterisk import actions, verify
 from lots.asterisk.ami import AmiClient, AmiResponse, Parkinglot
 
 SCRIPT = Path(settings.BASE_DIR) / "scripts" / "asterisk-sandbox"
@@ -74,8 +74,8 @@ class Sandbox:
         async def reload() -> dict[str, AmiResponse]:
             async with self.ami() as ami:
                 return {
-                    "res_parking": await ami.reload_module("res_parking.so"),
-                    "features": await ami.reload_module("features"),
+                    "res_parking": await actions.reload_module(ami, "res_parking.so"),
+                    "features": await actions.reload_module(ami, "features"),
                 }
 
         return asyncio.run(reload())
@@ -85,7 +85,7 @@ class Sandbox:
 
         async def fetch():
             async with self.ami() as ami:
-                return await ami.parkinglots(), await ami.command("parking show")
+                return await actions.parkinglots(ami), await actions.command(ami, "parking show")
 
         parkinglots, show = asyncio.run(fetch())
         return parkinglots, verify.parse_parking_show(show)

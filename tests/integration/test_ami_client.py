@@ -5,6 +5,7 @@ import socket
 
 import pytest
 
+from lots.asterisk import actions
 from lots.asterisk.ami import (
     AmiAuthError,
     AmiClient,
@@ -24,7 +25,7 @@ def test_login_ping_and_typed_parkinglots(asterisk):
     async def go():
         async with asterisk.ami() as ami:
             await ami.ping()
-            return await ami.parkinglots()
+            return await actions.parkinglots(ami)
 
     lots = run(go())
     assert lots and all(lot.start_space <= lot.stop_space for lot in lots)

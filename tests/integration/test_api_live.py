@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from lots.watching import LocalLeases, Supervisor
+from lots.supervisor import LocalLeases, Supervisor
 
 from .test_deploy import wait_for
 

@@ -9,8 +9,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from lots import services
-from lots.models import AuditEntry, ParkedCall
-from lots.watching import LocalLeases, Supervisor
+from lots.models import ParkedCall
+from lots.supervisor import LocalLeases, Supervisor
+from tenants.actors import Actor
+from tenants.models import AuditEntry
 from tests.factories import make_context, make_lot, make_phones
 
 from .test_deploy import wait_for
@@ -113,7 +115,7 @@ def test_retrieve_never_connects_a_newcomer_in_the_same_space(site):
         retrieve_url(first), {"call": first.pk, "extension": "202"}, format="json"
     )
     assert response.status_code == 202
-    services.parked_call_hangup(first, site.alice)  # the first call leaves
+    services.parked_call_hangup(first, Actor.of(site.alice))  # the first call leaves
     wait_for(
         lambda: ParkedCall.objects.filter(pk=first.pk).exclude(outcome="").exists(),
         what="the first call to end",

@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 
 from lots.models import ParkedCall, ServerHealth
-from lots.watching import LocalLeases, Supervisor
+from lots.supervisor import LocalLeases, Supervisor
 
 from .test_deploy import wait_for
 

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from lots import services
 from lots.models import Deployment, ParkingLot
-from lots.watching import LocalLeases, Supervisor
+from lots.supervisor import LocalLeases, Supervisor
 from parkweb.errors import Invalid
 from tenants.models import Membership, Role
 from tests.factories import make_context, make_lot, make_server, make_tenant

@@ -98,7 +98,7 @@ def test_logging_out_or_deactivation_closes_the_sessions_boards(people):
 def test_resync_requests_merge_into_one_snapshot_a_second_and_changes_keep_flowing(people):
     from channels.layers import get_channel_layer
 
-    from lots.selectors import tenant_group
+    from lots.frames import tenant_group
 
     alice = logged_in(people["alice"])
     acme = people["alice"].memberships.get().tenant_id

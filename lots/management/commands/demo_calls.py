@@ -13,6 +13,7 @@ import random
 
 from django.core.management.base import BaseCommand, CommandError
 
+from lots.asterisk import actions
 from lots.asterisk.events import Kind, parse
 from lots.models import AsteriskServer, ParkingLot
 from lots.services import ami_client
@@ -61,26 +62,19 @@ class Command(BaseCommand):
 
             async def pick_up(lot: str, space: int) -> None:
                 await asyncio.sleep(rng.uniform(4, 20))
-                await ami.action(
-                    "Originate",
-                    Channel=f"Local/{space}@{contexts[lot]}",
-                    Application="Wait",
-                    Data="3",
-                    Async="true",
-                )
+                await actions.call_into(ami, exten=str(space), context=contexts[lot], seconds=3)
 
             ami.on_event("*", on_event)
             made = 0
             while not calls or made < calls:
                 _, context, parkext = rng.choice(lots)
                 caller = f"555{rng.randint(1000, 9999)}"
-                await ami.action(
-                    "Originate",
-                    Channel=f"Local/{parkext}@{context}",
-                    Application="Wait",
-                    Data="120",
-                    CallerID=f"Demo caller <{caller}>",
-                    Async="true",
+                await actions.call_into(
+                    ami,
+                    exten=parkext,
+                    context=context,
+                    seconds=120,
+                    caller_id=f"Demo caller <{caller}>",
                 )
                 made += 1
                 await asyncio.sleep(interval)

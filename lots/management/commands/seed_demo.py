@@ -6,7 +6,9 @@ from django.db import transaction
 
 from lots import services
 from lots.models import AsteriskServer, DialplanContext, ParkingLot
-from tenants.models import Membership, Role, Tenant
+from tenants.actors import SYSTEM
+from tenants.models import Role, Tenant
+from tenants.services import member_set, tenant_save
 
 DEMO_PASSWORD = "parkweb-demo"  # noqa: S105 - printed for the local demo only
 
@@ -86,7 +88,9 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         tenants = {}
         for slug, name in TENANTS:
-            tenants[slug], _ = Tenant.objects.get_or_create(slug=slug, defaults={"name": name})
+            tenants[slug] = Tenant.objects.filter(slug=slug).first() or tenant_save(
+                Tenant(slug=slug, name=name)
+            )
 
         server = AsteriskServer.objects.filter(name="pbx1").first() or AsteriskServer(name="pbx1")
         server.ami_host = opts["ami_host"]
@@ -129,9 +133,7 @@ class Command(BaseCommand):
             user.is_staff = user.is_superuser = staff
             user.save()
             if tenant:
-                Membership.objects.update_or_create(
-                    user=user, tenant=tenants[tenant], defaults={"role": role}
-                )
+                member_set(tenants[tenant], user, role, actor=SYSTEM)
 
         self.stdout.write(
             f"Demo data ready: {Tenant.objects.count()} tenants, "

@@ -1,5 +1,5 @@
 """One Asterisk's event stream, watched: connect, rebuild the state, apply events in order,
-watch the link. No database here: a `Sink` (see `lots.watching`) records what happens."""
+watch the link. No database here: a `Sink` (see `lots.supervisor`) records what happens."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from . import events
+from . import actions, events
 from .ami import AmiClient, AmiConnectError, AmiError
 
 log = logging.getLogger(__name__)
@@ -91,10 +91,9 @@ class ServerWatcher:
         getting: asyncio.Task | None = None
         clock = asyncio.get_running_loop().time
         try:
-            version = (await client.command("core show version")).strip()
+            version = (await actions.command(client, "core show version")).strip()
             await self.sink.connected(version)
-            reply = await client.checked_action("ParkedCalls")
-            parked = [e for e in map(events.parse, reply.events) if e is not None]
+            parked = [e for e in map(events.parse, await actions.parked_calls(client)) if e]
             order = events.Retrievals()
             order.seed(parked)
             # Events that arrived before the snapshot's answer happened before it: applied

@@ -27,7 +27,7 @@ from django.db import close_old_connections
 
 from . import services
 from .asterisk import events
-from .asterisk.watcher import ServerWatcher, Target
+from .asterisk.server_watcher import ServerWatcher, Target
 from .models import AsteriskServer
 
 log = logging.getLogger(__name__)
