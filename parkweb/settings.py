@@ -246,6 +246,8 @@ PARKWEB_AMI_TIMEOUT = float(os.environ.get("PARKWEB_AMI_TIMEOUT", "10"))
 # How long a lot's save waits for the PBX to show its dialplan (to refuse extensions that
 # already exist there); past it the save goes on and the deploy finds out.
 PARKWEB_PRECHECK_TIMEOUT = float(os.environ.get("PARKWEB_PRECHECK_TIMEOUT", "3"))
+# ... and reuses what it read for this long (a provisioning run asks once per context).
+PARKWEB_PRECHECK_CACHE_SECONDS = float(os.environ.get("PARKWEB_PRECHECK_CACHE_SECONDS", "5"))
 PARKWEB_RELOAD_TIMEOUT = float(os.environ.get("PARKWEB_RELOAD_TIMEOUT", "300"))
 # Run the AMI watchers inside the web process when there is no Redis (embedded mode).
 PARKWEB_EMBEDDED_WATCHERS = env_bool("PARKWEB_EMBEDDED_WATCHERS", True)

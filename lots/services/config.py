@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -88,26 +90,52 @@ def context_create(
     )
 
 
+# The fields that decide which extensions a lot registers in the PBX's dialplan.
+EXTENSION_FIELDS = ("enabled", "context_id", "parkext", "parkpos_start", "parkpos_end")
+# What the PBX's dialplan held, per (server, context), as last read: a burst of saves (a
+# provisioning run) asks Asterisk once per context every PARKWEB_PRECHECK_CACHE_SECONDS.
+_dialplan_seen: dict[tuple[int, str], tuple[float, frozenset[str]]] = {}
+_dialplan_lock = threading.Lock()
+
+
 def lot_dialplan_violations(lot: ParkingLot) -> list[rules.Violation]:
     """The lot's extensions that the PBX's dialplan already has in its context, made by
-    something other than res_parking (Asterisk would refuse the reload). When the PBX
-    cannot be asked now, nothing is refused here: the deploy finds out and sets the lot
-    aside."""
+    something other than res_parking (Asterisk would refuse the reload). A lot whose
+    extensions do not change is not asked about again. When the PBX cannot be asked now,
+    nothing is refused here: the deploy finds out and sets the lot aside."""
     if not lot.enabled or lot.context_id is None or lot.server_id is None:
         return []
+    if lot.pk is not None:
+        stored = ParkingLot.objects.filter(pk=lot.pk).values_list(*EXTENSION_FIELDS).first()
+        if stored == tuple(getattr(lot, name) for name in EXTENSION_FIELDS):
+            return []
     context = lot.context.name
-    client = ami_client(lot.server, timeout=settings.PARKWEB_PRECHECK_TIMEOUT)
+    try:
+        taken = _foreign_extensions(lot.server, context)
+    except AmiError as exc:
+        log.info("lot %s: dialplan of %s not checked: %s", lot.slug, lot.server.name, exc)
+        return []
+    return rules.find_dialplan_collisions(lot_extensions(lot), context, taken)
+
+
+def _foreign_extensions(server: AsteriskServer, context: str) -> frozenset[str]:
+    key, now = (server.pk, context), time.monotonic()
+    with _dialplan_lock:
+        seen = _dialplan_seen.get(key)
+    if seen is not None and now - seen[0] < settings.PARKWEB_PRECHECK_CACHE_SECONDS:
+        return seen[1]
+    client = ami_client(server, timeout=settings.PARKWEB_PRECHECK_TIMEOUT)
 
     async def read() -> set[str]:
         async with client as ami:
             return (await dialplan.foreign_extensions(ami, [context]))[context]
 
-    try:
-        taken = asyncio.run(read())
-    except AmiError as exc:
-        log.info("lot %s: dialplan of %s not checked: %s", lot.slug, lot.server.name, exc)
-        return []
-    return rules.find_dialplan_collisions(lot_extensions(lot), context, taken)
+    taken = frozenset(asyncio.run(read()))
+    with _dialplan_lock:
+        if len(_dialplan_seen) > 10_000:
+            _dialplan_seen.clear()
+        _dialplan_seen[key] = (now, taken)
+    return taken
 
 
 def _lock_and_check(lot: ParkingLot, if_match: str | None) -> int | None:

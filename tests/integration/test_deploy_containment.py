@@ -54,8 +54,9 @@ def running(asterisk) -> dict[str, tuple[int, int, int]]:
     return {p.name: (p.start_space, p.stop_space, p.timeout) for p in asterisk.running_state()[0]}
 
 
-def test_a_lot_meeting_an_extension_of_the_pbx_is_refused_before_saving(shared, asterisk):
+def test_a_lot_meeting_an_extension_of_the_pbx_is_refused_before_saving(shared, asterisk, settings):
     _, acme_lot, _ = shared
+    settings.PARKWEB_PRECHECK_CACHE_SECONDS = 0  # read the dialplan again at once
     asterisk.cli("dialplan add extension 725,1,NoOp(operator) into acme-shared")
     with pytest.raises(Invalid) as caught:
         make_lot(acme_lot.tenant, acme_lot.context, "more", parkpos_start=720, parkpos_end=729)

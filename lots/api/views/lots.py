@@ -40,8 +40,8 @@ def save_lot(lot: ParkingLot, data: dict, actor, if_match: str | None = None) ->
     return services.lot_save(lot, actor=actor, if_match=if_match)
 
 
-def lot_response(lot: ParkingLot, tenant: Tenant, code: int) -> Response:
-    data = s.LotSerializer(lot, tenant=tenant).data
+def lot_response(lot: ParkingLot, code: int) -> Response:
+    data = s.lot_data(lot)
     data["deployment"] = deployment_link(latest_deployment(lot.server_id))
     return Response(data, status=code, headers={"ETag": lot.etag})
 
@@ -62,7 +62,7 @@ class LotList(TenantScoped, generics.ListCreateAPIView):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         lot = save_lot(ParkingLot(tenant=self.tenant), serializer.validated_data, self.actor())
-        return lot_response(lot, self.tenant, status.HTTP_201_CREATED)
+        return lot_response(lot, status.HTTP_201_CREATED)
 
 
 class LotDetail(TenantScoped, APIView):
@@ -78,9 +78,7 @@ class LotDetail(TenantScoped, APIView):
     @extend_schema(responses=s.LotSerializer)
     def get(self, request, tenant: str, lot: str):
         found = self.lot(lot)
-        return Response(
-            s.LotSerializer(found, tenant=self.tenant).data, headers={"ETag": found.etag}
-        )
+        return Response(s.lot_data(found), headers={"ETag": found.etag})
 
     @extend_schema(request=s.LotSerializer, responses=s.LotSerializer)
     def put(self, request, tenant: str, lot: str):
@@ -95,9 +93,7 @@ class LotDetail(TenantScoped, APIView):
             data.pop("slug", None)
             data.setdefault("comebackcontext", None)
         saved = save_lot(target, data, self.actor(), request.headers.get("If-Match"))
-        return lot_response(
-            saved, self.tenant, status.HTTP_200_OK if found else status.HTTP_201_CREATED
-        )
+        return lot_response(saved, status.HTTP_200_OK if found else status.HTTP_201_CREATED)
 
     @extend_schema(request=s.LotSerializer, responses=s.LotSerializer)
     def patch(self, request, tenant: str, lot: str):
@@ -107,7 +103,7 @@ class LotDetail(TenantScoped, APIView):
         saved = save_lot(
             found, serializer.validated_data, self.actor(), request.headers.get("If-Match")
         )
-        return lot_response(saved, self.tenant, status.HTTP_200_OK)
+        return lot_response(saved, status.HTTP_200_OK)
 
     @extend_schema(responses={204: None})
     def delete(self, request, tenant: str, lot: str):
