@@ -210,10 +210,23 @@ if REDIS_URL:
             "KEY_PREFIX": "parkweb",
         }
     }
+    # redis-py's asyncio pool refuses a connection past its size (100 by default) rather
+    # than waiting for one, and every board that connects holds connections for its
+    # group joins and its snapshot at once: after a web restart all boards reconnect
+    # together. Size it for that; Redis itself allows 10,000 clients by default.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "max_connections": int(
+                            os.environ.get("PARKWEB_CHANNEL_LAYER_CONNECTIONS", "2000")
+                        ),
+                    }
+                ]
+            },
         }
     }
     CELERY_BROKER_URL = REDIS_URL
