@@ -30,6 +30,7 @@ def call_data(call: ParkedCall) -> dict:
         "lot": call.lot.slug if call.lot_id else None,
         "lot_name": call.lot_name,
         "space": call.space,
+        "uniqueid": call.uniqueid,
         "caller_id_num": call.caller_id_num,
         "caller_id_name": call.caller_id_name,
         "connected_line_num": call.connected_line_num,

@@ -339,6 +339,7 @@ class ParkedCallSerializer(ModelSerializer):
             "lot",
             "lot_name",
             "space",
+            "uniqueid",
             "caller_id_num",
             "caller_id_name",
             "connected_line_num",
