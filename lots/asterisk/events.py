@@ -150,7 +150,8 @@ class Retrievals:
     enters another bridge (retrieved) or hangs up (abandoned). Asterisk publishes these
     from different threads, so they may come before or after the ParkedCallGiveUp: a
     ParkedCallGiveUp whose channel has not yet done either is held back until it does,
-    for at most `wait` seconds (then it counts as abandoned).
+    for at most `wait` seconds (then it counts as abandoned); one whose channel has hung up
+    already is abandoned at once.
 
     `push` takes every AMI event and returns the parking events ready to apply, in order
     per call; `due` returns held-back ones whose time is up. Memory stays bounded: only
@@ -162,6 +163,7 @@ class Retrievals:
         self.wait = wait
         self.parked: set[str] = set()
         self.moved: dict[str, str] = {}  # parked uniqueid -> the bridge it entered
+        self.gone: OrderedDict[str, None] = OrderedDict()  # parked channels that hung up
         self.bridges: OrderedDict[str, list[Channel]] = OrderedDict()
         self.held: OrderedDict[str, tuple[ParkingEvent, float]] = OrderedDict()
 
@@ -180,6 +182,10 @@ class Retrievals:
             uniqueid = text(headers.get("Uniqueid"), ID_LENGTH)
             if uniqueid in self.held:  # the caller hung up: abandoned after all
                 ready.append(self.held.pop(uniqueid)[0])
+            elif uniqueid in self.parked:  # its ParkedCallGiveUp may come after this
+                self.gone[uniqueid] = None
+                while len(self.gone) > self.limit:
+                    self.gone.popitem(last=False)
         elif name == "BridgeDestroy":
             self.bridges.pop(text(headers.get("BridgeUniqueid"), ID_LENGTH), None)
         event = parse(headers)
@@ -193,7 +199,8 @@ class Retrievals:
             ready.append(event)
             return ready
         self.parked.discard(event.key)
-        if event.kind != Kind.GAVE_UP:
+        hung_up = self.gone.pop(event.key, False) is None
+        if event.kind != Kind.GAVE_UP or hung_up:
             self.moved.pop(event.key, None)
             ready.append(event)
         elif event.key in self.moved:

@@ -194,6 +194,11 @@ def test_a_caller_hanging_up_while_parked_stays_abandoned():
     ready = [e for n, h in enumerate(sequence) for e in order.push(h, now=float(n))]
     assert [e.kind for e in ready] == ["parked"]  # held back: bridged or hung up?
     assert [e.kind for e in order.push(hangup(*PARKEE), now=3.0)] == ["abandoned"]
+    # A Hangup that comes first: abandoned at once, nothing held.
+    order = events.Retrievals()
+    sequence = [PARKED, hangup(*PARKEE), GAVE_UP]
+    ready = [e for n, h in enumerate(sequence) for e in order.push(h, now=float(n))]
+    assert [e.kind for e in ready] == ["parked", "abandoned"] and not order.held
     # And without a Hangup event, once the wait is over.
     assert kinds(events.Retrievals(), [PARKED, GAVE_UP]) == [
         ("parked", None),
