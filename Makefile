@@ -29,6 +29,7 @@ TEST_DB = $(or $(DATABASE_URL),$(shell pg_isready -q -h 127.0.0.1 -p 5432 2>/dev
 test: install
 	scripts/asterisk-sandbox build
 	scripts/ensure-chromium
+	scripts/ensure-phones
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	@echo "make test: database $(or $(TEST_DB),SQLite)"

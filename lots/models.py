@@ -278,7 +278,11 @@ class ParkingLot(ConstraintFieldsMixin, ImmutableFieldsMixin, models.Model):
         help_text="Context where the park extension, the spaces and their hints are created.",
     )
     parkinghints = models.BooleanField(
-        "BLF hints", default=False, help_text="Add a hint park:<space>@<context> per space."
+        "BLF hints",
+        default=False,
+        help_text="Busy lamps: phones subscribe to the space numbers (701, 702, ...) from their "
+        "own context, which includes parkweb's hints (park:<space>@<context>, in "
+        "parkweb-hints-<context>); the dialplan snippet shows the lines.",
     )
     parkingtime = models.PositiveIntegerField(
         "parking time (s)",
@@ -396,6 +400,8 @@ class ServerDeployState(models.Model):
     deployed_hash = models.CharField(max_length=64, blank=True)
     deployed_at = models.DateTimeField(null=True, blank=True)
     changed_at = models.DateTimeField(null=True, blank=True)
+    # parkweb's hints contexts that hold lamps on this server (lots.asterisk.hints).
+    hint_contexts = models.JSONField(default=list, blank=True)
     # Lease for databases without advisory locks (SQLite in the embedded mode).
     lock_owner = models.CharField(max_length=64, blank=True)
     lock_until = models.DateTimeField(null=True, blank=True)

@@ -34,6 +34,9 @@ SOUND_MAX_LENGTH = 120
 # dialplan contexts res_parking generates or falls back to, and the context parkweb
 # confines the built-in `default` lot to.
 NEUTRAL_DEFAULT_CONTEXT = "parkweb-default-lot"
+# Contexts parkweb makes itself (busy-lamp hints, ...) are named with this prefix: no
+# tenant may own one.
+PARKWEB_PREFIX = "parkweb-"
 RESERVED_CONTEXTS = frozenset(
     {"general", "globals", "park-dial", "default", NEUTRAL_DEFAULT_CONTEXT}
 )
@@ -130,7 +133,7 @@ def check_context_name(value: str, reserved: Iterable[str] = ()) -> list[Violati
             )
         ]
     taken = {name.lower() for name in RESERVED_CONTEXTS.union(reserved)}
-    if value.lower() in taken:
+    if value.lower() in taken or value.lower().startswith(PARKWEB_PREFIX):
         return [Violation("name", "context_reserved", f"'{value}' is reserved on this server.")]
     return []
 

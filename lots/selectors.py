@@ -20,6 +20,7 @@ from .models import (
     ParkingLot,
     ServerDeployState,
     ServerHealth,
+    TenantPhones,
     asterisk_lot_name,
 )
 
@@ -143,6 +144,15 @@ def deployment_error_for(tenant: Tenant, deployment: Deployment) -> str:
     if others:
         own.append(f"{others} problem{'s' if others > 1 else ''} in other tenants' lots")
     return f"{prefix}: {'; '.join(own)}."
+
+
+def tenant_phones(lot: ParkingLot) -> TenantPhones | None:
+    """Where the lot's tenant has its phones on the lot's server, if staff said."""
+    return (
+        TenantPhones.objects.select_related("context")
+        .filter(server_id=lot.server_id, tenant_id=lot.tenant_id)
+        .first()
+    )
 
 
 def board_lots(tenant: Tenant) -> list[ParkingLot]:

@@ -65,6 +65,16 @@ class DatabaseSink:
             watcher=self.watcher_name,
             error="",
         )
+        # A restarted Asterisk (or a dialplan reload) has lost parkweb's lamps.
+        await _db(self._queue_hints)()
+
+    def _queue_hints(self) -> None:
+        from .tasks import hints_sync  # tasks call services; imported here
+
+        try:
+            hints_sync.delay(self.server_id)
+        except Exception:  # the next reconcile puts them back; watching goes on
+            log.exception("server %s: lamps not queued for a sync", self.server_id)
 
     async def disconnected(self, error: str) -> None:
         await _db(services.server_health_update)(

@@ -34,6 +34,13 @@ def deploy_server(self, server_id: int) -> str:
 
 
 @shared_task
+def hints_sync(server_id: int) -> dict:
+    """After a watcher (re)connects: a restarted Asterisk has lost parkweb's lamps."""
+    server = AsteriskServer.objects.filter(pk=server_id).first()
+    return services.hints_sync(server) if server else {}
+
+
+@shared_task
 def retrieve_cancel(server_id: int, channel_id: str) -> bool:
     """Stop ringing a phone for a parked call that has left meanwhile."""
     return services.retrieve_ringing_cancel(server_id, channel_id)

@@ -19,7 +19,7 @@ from tenants import services as tenant_services
 from tenants.models import ApiKey, Invitation, Membership, Role
 from tenants.scoping import scoped, tenant_access, tenants_for_user
 
-from . import selectors, services
+from . import selectors, services, snippets
 from .forms import HistoryFilters, LotForm
 from .models import Deployment, ParkedCall, ParkingLot, ServerHealth
 
@@ -104,8 +104,9 @@ def lot_edit(request, lot: str | None = None):
             form.add_domain_errors(refused)
         else:
             return redirect("lot", tenant=request.tenant.slug, lot=saved.slug)
-    deployment = deployment_error = None
+    deployment = deployment_error = dialplan = None
     if instance is not None:
+        dialplan = snippets.lot_dialplan(instance, selectors.tenant_phones(instance))
         deployment = Deployment.objects.filter(server_id=instance.server_id).order_by("-pk").first()
     if deployment is not None and deployment.error:
         deployment_error = selectors.deployment_error_for(request.tenant, deployment)
@@ -117,6 +118,7 @@ def lot_edit(request, lot: str | None = None):
             "lot": instance,
             "deployment": deployment,
             "deployment_error": deployment_error,
+            "dialplan": dialplan,
         },
     )
 

@@ -270,6 +270,15 @@ class LotSerializer(ModelSerializer):
         return attrs
 
 
+class IntegrationSerializer(serializers.Serializer):
+    dialplan = serializers.CharField(help_text="extensions.conf lines to paste as they are.")
+    phones_context = serializers.CharField(
+        allow_null=True,
+        help_text="Where the tenant's phones are on the lot's server (staff set it).",
+    )
+    lamps = serializers.BooleanField(help_text="Whether the lot has busy-lamp hints.")
+
+
 class DeploymentSerializer(ModelSerializer):
     """Everything about a deployment: for staff."""
 

@@ -52,6 +52,9 @@ urlpatterns = [
     path(T + "lots/", v.LotList.as_view(), name="api-lots"),
     path(T + "lots/<slug:lot>/", v.LotDetail.as_view(), name="api-lot"),
     path(
+        T + "lots/<slug:lot>/integration/", v.LotIntegration.as_view(), name="api-lot-integration"
+    ),
+    path(
         T + "lots/<slug:lot>/parked-calls/", v.LotParkedCalls.as_view(), name="api-lot-parked-calls"
     ),
     path(

@@ -19,6 +19,23 @@ RING_SECONDS = 30
 UPDATE_CONFIG_BATCH = 30  # edits per UpdateConfig: 4 headers each, under Asterisk's 128
 
 
+# A context or an extension: the characters Asterisk's own names use, no pattern marks.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
+HINT_RE = re.compile(r"park:[0-9]{1,8}@[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.fullmatch(value or ""):
+        raise AmiRefused(f"not a context or extension: {value[:60]!r}")
+    return value
+
+
+def _hint(value: str) -> str:
+    if not HINT_RE.fullmatch(value or ""):
+        raise AmiRefused(f"not a parking hint: {value[:60]!r}")
+    return value
+
+
 def _channel(name: str) -> str:
     if not CHANNEL_NAME_RE.fullmatch(name or ""):
         raise AmiRefused(f"not a channel name: {name[:60]!r}")
@@ -90,6 +107,28 @@ async def update_config(ami: AmiClient, filename: str, edits: Sequence[tuple[str
                 headers[f"Var-{key}"] = rest[0]
                 headers[f"Value-{key}"] = rest[1] if len(rest) > 1 else ""
         await ami.checked_action("UpdateConfig", **headers)
+
+
+async def hint_add(ami: AmiClient, context: str, extension: str, hint: str) -> AmiResponse:
+    """Put a hint into the live dialplan (pbx_config keeps it; a res_parking reload does
+    not touch it), replacing one of the same extension."""
+    return await ami.checked_action(
+        "DialplanExtensionAdd",
+        Context=_name(context),
+        Extension=_name(extension),
+        Priority="hint",
+        Application=_hint(hint),
+        Replace="yes",
+    )
+
+
+async def hint_remove(ami: AmiClient, context: str, extension: str) -> AmiResponse:
+    return await ami.checked_action(
+        "DialplanExtensionRemove",
+        Context=_name(context),
+        Extension=_name(extension),
+        Priority="hint",
+    )
 
 
 # -- calls -------------------------------------------------------------------------------------

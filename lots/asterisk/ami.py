@@ -42,6 +42,8 @@ ALLOWED_ACTIONS = frozenset(
         "UpdateConfig",
         "ShowDialPlan",
         "CoreSettings",
+        "DialplanExtensionAdd",
+        "DialplanExtensionRemove",
     }
 )
 # CLI commands parkweb may run through Action: Command: read-only ones, nothing else.

@@ -26,6 +26,7 @@ from .deploys import (
     deployment_request,
     deployment_run,
     deployments_retry_due,
+    hints_sync,
     retry_delay,
     server_reconcile,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "deployment_request",
     "deployment_run",
     "deployments_retry_due",
+    "hints_sync",
     "lot_create",
     "lot_delete",
     "lot_for",

@@ -14,7 +14,7 @@ from django.utils import timezone
 from tenants.actors import SYSTEM, Actor
 
 from .. import rules
-from ..asterisk import confgen, deploy, dialplan
+from ..asterisk import confgen, deploy, dialplan, hints
 from ..asterisk.ami import AmiClient, AmiError
 from ..locks import server_deploy_lock
 from ..models import AsteriskServer, Deployment, ParkingLot, ServerDeployState
@@ -246,10 +246,55 @@ def _execute(deployment: Deployment) -> str:
     if outcome.status == Deployment.Status.OK:
         _finish(deployment, outcome.status, reason_suffix=suffix)
         _mark_live(deployment)
+        deployment.replies.append(hints_sync(server, files))
+        deployment.save(update_fields=["replies"])
     else:
         log.error("deployment %s on %s: %s", deployment.pk, server.name, outcome.error)
         _finish(deployment, outcome.status, reason_suffix=suffix)
     return Outcome.DONE
+
+
+def hints_sync(server: AsteriskServer, files: dict[str, str] | None = None) -> dict:
+    """Make the live dialplan, and parkweb_hints.conf, hold the busy-lamp hints of the
+    lots `files` (else the last good config) runs, in parkweb's own hints contexts
+    (lots.asterisk.hints). Returns a reply for the record: what changed, or why not."""
+    if files is None:
+        last_ok = last_good_deployment(server.pk)
+        if last_ok is None:
+            return {"action": "hints", "changes": []}
+        files = _files(last_ok)
+    wanted = hints.wanted_hints(deploy.sections_of(files[deploy.RES_PARKING]))
+    state, _ = ServerDeployState.objects.get_or_create(server_id=server.pk)
+    client = ami_client(server)
+    reply: dict = {"action": "hints"}
+
+    async def write_file(ami: AmiClient) -> None:
+        store = config_store(server, ami)
+        text = hints.hints_file(wanted)
+        try:
+            current = await store.read(hints.HINTS_FILE)
+            if current is None or deploy.sections_of(current) != deploy.sections_of(text):
+                await store.replace(hints.HINTS_FILE, text)
+                reply["file"] = "written"
+        except (AmiError, OSError) as exc:
+            # The live hints still work; only a dialplan reload would drop them.
+            log.warning("%s: %s not written: %s", server.name, hints.HINTS_FILE, exc)
+            reply["file_error"] = str(exc)
+
+    async def run() -> list[str]:
+        async with client as ami:
+            await write_file(ami)
+            return await hints.sync_hints(ami, wanted, state.hint_contexts)
+
+    try:
+        changes = asyncio.run(run())
+    except AmiError as exc:
+        log.warning("%s: lamps (hints) not synced: %s", server.name, exc)
+        return {**reply, "error": str(exc)}
+    ServerDeployState.objects.filter(server_id=server.pk).update(hint_contexts=sorted(wanted))
+    if changes:
+        log.info("%s: %d hint(s) changed", server.name, len(changes))
+    return {**reply, "changes": changes[:50], "count": len(changes)}
 
 
 def _apply(
@@ -423,6 +468,7 @@ def server_reconcile(server: AsteriskServer) -> str | None:
     except AmiError as exc:
         log.warning("reconcile %s: %s", server.name, exc)
         return None
+    hints_sync(server, files)  # a dialplan reload or a restart drops them: put them back
     cleared = [lot for lot in held if lot.held_extension not in taken[lot.context.name]]
     if cleared:
         lots_retry(cleared)

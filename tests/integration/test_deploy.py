@@ -147,6 +147,7 @@ def test_config_delivered_over_ami_to_a_remote_asterisk(site, asterisk):
         parkpos_start=701,
         parkpos_end=709,
         parkingtime=77,
+        parkinghints=True,
         comebacktoorigin=False,
         comebackcontext=make_context(server, tenant, "acme-timeout"),
     )
@@ -156,6 +157,11 @@ def test_config_delivered_over_ami_to_a_remote_asterisk(site, asterisk):
     assert deploy.park_call_code(asterisk.cli("features show")) == "#73"
     written = confparse.parse((asterisk.config_dir / "res_parking.conf").read_text()).as_dict()
     assert dict(written["acme_main"])["parkingtime"] == "77"
+    # The busy-lamp hints: live at once, and in parkweb_hints.conf (written by Asterisk
+    # itself) for the next dialplan reload.
+    hints = confparse.parse((asterisk.config_dir / "parkweb_hints.conf").read_text()).as_dict()
+    assert ("exten", "709,hint,park:709@acme-parking") in hints["parkweb-hints-acme-parking"]
+    assert "709@parkweb-hints-acme-parking" in asterisk.cli("core show hints").replace(" ", "")
 
 
 def test_lot_budget_refuses_the_lot_that_would_slow_reloads(site):

@@ -105,6 +105,7 @@ MATRIX = {
     "api-deployment": ("get", "/api/v1/deployments/{deployment}/", None, A_READ),
     "api-lots": ("get", T + "/lots/", None, A_READ),
     "api-lot": ("get", T + "/lots/main/", None, A_READ),
+    "api-lot-integration": ("get", T + "/lots/main/integration/", None, A_READ),
     "api-lot-parked-calls": ("get", T + "/lots/main/parked-calls/", None, A_READ),
     "api-parked-call-retrieve": (
         "post",

@@ -1,10 +1,14 @@
 """Tenant self-service pages, server side: who sees what, and the same validation."""
 
+import html
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
 from lots.models import ParkingLot
+from lots.snippets import lot_dialplan
 from tenants.models import Membership, Role
 from tests.factories import lot_form_data, make_lot
 
@@ -44,8 +48,10 @@ def test_admin_creates_a_lot_and_sees_its_integration_snippet(people, server, ac
     response = client.post("/t/acme/new-lot/", lot_form_data(server, acme_ctx))
     assert response.status_code == 302
     page = client.get(response["Location"]).content.decode()
-    assert "include => acme-parking" in page
-    assert "__PARKINGLOT=acme_sales" in page
+    shown = html.unescape(re.search(r'<pre id="dialplan"[^>]*>(.*?)</pre>', page, re.S)[1])
+    lot = ParkingLot.objects.get(slug="sales")
+    assert shown == lot_dialplan(lot, None)  # what the API's integration/ gives, too
+    assert "include => acme-parking" in shown and "__PARKINGLOT=acme_sales" in shown
 
 
 def test_invalid_input_shows_the_message_next_to_the_field(people, acme, server, acme_ctx):

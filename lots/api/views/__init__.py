@@ -2,7 +2,7 @@
 
 from .calls import LotParkedCalls, ParkedCallHangup, ParkedCallHistory, ParkedCallRetrieve
 from .deployments import DeploymentDetail
-from .lots import LotDetail, LotList
+from .lots import LotDetail, LotIntegration, LotList
 from .people import (
     ApiKeyDetail,
     ApiKeyList,
@@ -34,6 +34,7 @@ __all__ = [
     "InvitationDetail",
     "InvitationList",
     "LotDetail",
+    "LotIntegration",
     "LotList",
     "LotParkedCalls",
     "Me",

@@ -13,7 +13,7 @@ from parkweb.errors import PreconditionFailed
 from tenants.models import Tenant
 from tenants.scoping import scoped
 
-from ... import services
+from ... import selectors, services, snippets
 from ...models import ParkingLot
 from .. import serializers as s
 from .base import TenantScoped, deployment_link, json_object, latest_deployment
@@ -111,3 +111,22 @@ class LotDetail(TenantScoped, APIView):
             self.lot(lot), actor=self.actor(), if_match=request.headers.get("If-Match")
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LotIntegration(TenantScoped, APIView):
+    """The dialplan that connects the lot to the tenant's phones, to paste as it is (the
+    lot page shows the same)."""
+
+    @extend_schema(responses=s.IntegrationSerializer)
+    def get(self, request, tenant: str, lot: str):
+        found = _lots(self.tenant).filter(slug=lot).first()
+        if found is None:
+            raise NotFound()
+        phones = selectors.tenant_phones(found)
+        return Response(
+            {
+                "dialplan": snippets.lot_dialplan(found, phones),
+                "phones_context": phones.context.name if phones else None,
+                "lamps": found.parkinghints,
+            }
+        )
