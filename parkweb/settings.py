@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from here, not from a CDN
     "channels",
     "axes",
     "tenants",
@@ -54,6 +55,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before WhiteNoise, so that static HTML gets the policy too.
+    "parkweb.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -196,7 +199,25 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"FeaturePartyEnum": "lots.models.FEATURE_PARTY_CHOICES"},
+    # The docs' Swagger UI comes from drf-spectacular-sidecar's static files: nothing is
+    # loaded from another origin. No validator badge: it is an image from swagger.io.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
+
+# Content-Security-Policy of every HTML response (parkweb.csp). Every page, the admin and
+# the API docs load scripts, styles, fonts and images from this site only, and run no
+# inline script or style. `connect-src 'self'` also allows the board's websocket (same
+# host and port, ws: or wss:). `data:` images: Swagger UI's style sheet draws its select
+# arrows, toggles and copy buttons as data: URLs. Empty: no header.
+PARKWEB_CSP = os.environ.get(
+    "PARKWEB_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; "
+    "form-action 'self'; object-src 'none'",
+)
 
 # Redis: Celery broker and channel layer. Without it everything runs in one process:
 # tasks inline, an in-memory channel layer (the embedded mode of `make run`).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,8 @@ from pathlib import Path
 from django.conf import settings
 from playwright.sync_api import Page, expect
 
-PORT = 8766
+# Several runs on one machine (a work tree and a clean clone) each take a port of their own.
+PORT = int(os.environ.get("PARKWEB_TEST_WEB_PORT", "8766"))
 BASE = f"http://127.0.0.1:{PORT}"
 ARTIFACTS = Path(settings.BASE_DIR) / "artifacts"
 PASSWORD = "pw-{}-123"
