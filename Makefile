@@ -30,6 +30,7 @@ test: install
 	scripts/asterisk-sandbox build
 	scripts/ensure-chromium
 	scripts/ensure-phones
+	scripts/ensure-nginx
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	@echo "make test: database $(or $(TEST_DB),SQLite)"

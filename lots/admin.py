@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -102,6 +103,32 @@ class AsteriskServerAdmin(ServiceAdmin):
         ),
     ]
     actions = ["deploy_now"]
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """Retiring goes through the service; its refusal (lots still on the server) is
+        shown on the server's page, as the API refuses it."""
+        server = self.get_object(request, object_id)
+        if request.method == "POST" and server is not None:
+            if not self.has_delete_permission(request, server):
+                raise PermissionDenied
+            try:
+                services.server_retire(server, actor=services.Actor.of(request.user))
+            except DomainError as refused:
+                self.message_user(request, refused.message, messages.ERROR)
+                return redirect("admin:lots_asteriskserver_change", server.pk)
+            self.message_user(request, f"Server {server.name} retired.", messages.SUCCESS)
+            return redirect("admin:lots_asteriskserver_changelist")
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        services.server_retire(obj, actor=services.Actor.of(request.user))
+
+    def delete_queryset(self, request, queryset):
+        for server in queryset:
+            try:
+                services.server_retire(server, actor=services.Actor.of(request.user))
+            except DomainError as refused:
+                self.message_user(request, refused.message, messages.ERROR)
 
     def get_queryset(self, request):
         return (

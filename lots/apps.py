@@ -8,6 +8,8 @@ class LotsConfig(AppConfig):
     def ready(self) -> None:
         from celery.signals import worker_ready, worker_shutdown
 
+        import parkweb.checks  # noqa: F401  (registers the production checks)
+
         from .live_access import connect_signals
 
         connect_signals()
@@ -27,6 +29,20 @@ def start_worker_watchers(**kwargs) -> None:
 
     if settings.PARKWEB_WORKER_WATCHERS and _supervisor is None:
         _supervisor = Supervisor().start()
+    recover_unfinished_deploys()
+
+
+def recover_unfinished_deploys() -> None:
+    """A worker that starts (often: the one restarted after a crash) runs at once what a
+    dead worker left half done, instead of waiting for the next reconcile."""
+    import logging
+
+    from .tasks import recover_deployments
+
+    try:
+        recover_deployments.delay()
+    except Exception:  # the broker is away: the next reconcile does it
+        logging.getLogger(__name__).exception("unfinished deploys not queued for recovery")
 
 
 def stop_worker_watchers(**kwargs) -> None:

@@ -13,6 +13,7 @@ from django.utils.crypto import constant_time_compare
 from tenants.models import Tenant
 from tenants.scoping import tenant_access
 
+from . import metrics
 from .frames import snapshot, tenant_group
 from .live_access import session_group, user_group
 
@@ -70,9 +71,14 @@ class ParkingConsumer(AsyncJsonWebsocketConsumer):
         self.resync_task: asyncio.Task | None = None
         self.recheck_task = asyncio.create_task(self.recheck_now_and_then())
         await self.accept()
+        self.counted = True
+        metrics.websockets.add(1)
         await self.send_snapshot()
 
     async def disconnect(self, code) -> None:
+        if getattr(self, "counted", False):
+            self.counted = False
+            metrics.websockets.add(-1)
         for task in (getattr(self, "recheck_task", None), getattr(self, "resync_task", None)):
             if task is not None:
                 task.cancel()

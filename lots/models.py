@@ -448,6 +448,9 @@ class Deployment(models.Model):
         default=False, help_text="Deploy even when the config equals the last confirmed one."
     )
     reloaded = models.BooleanField(default=False)
+    reload_seconds = models.FloatField(
+        null=True, blank=True, help_text="Time Asterisk took over this deploy's reloads."
+    )
     replies = models.JSONField(default=list, blank=True, help_text="What Asterisk answered.")
     error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(
@@ -564,6 +567,12 @@ class ServerHealth(models.Model):
     synced = models.BooleanField(default=False)
     watcher = models.CharField(max_length=120, blank=True)
     error = models.CharField(max_length=300, blank=True)
+    # Written by the watcher at most once a second (lots.metrics.EventStats): events
+    # applied since the server was added, and how long each took from its arrival on the
+    # AMI connection to its commit, as counts per bucket of lots.metrics.LAG_BUCKETS.
+    events_applied = models.PositiveBigIntegerField(default=0)
+    event_lag_counts = models.JSONField(default=list, blank=True)
+    event_lag_sum = models.FloatField(default=0.0)
 
     def __str__(self) -> str:
         return f"{self.server_id}: {'connected' if self.connected else 'disconnected'}"

@@ -28,12 +28,14 @@ from django.db import close_old_connections
 from . import services
 from .asterisk import events
 from .asterisk.server_watcher import ServerWatcher, Target
+from .metrics import EventStats
 from .models import AsteriskServer
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 6.0
 CHECK_SECONDS = 2.0
+STATS_SECONDS = 1.0
 
 
 def _db(function):
@@ -52,11 +54,28 @@ def _db(function):
 class DatabaseSink:
     """Records one server's events through the services (in order: awaited one by one)."""
 
-    def __init__(self, server_id: int, watcher_name: str):
+    def __init__(self, server_id: int, watcher_name: str, server_name: str = ""):
         self.server_id = server_id
         self.watcher_name = watcher_name
+        self.server_name = server_name or str(server_id)
+        self.stats = EventStats()
+        self.stats_written = 0.0
+        self.stats_lock = asyncio.Lock()
+
+    def _log_state(self, state: str, detail: str = "", level: int = logging.INFO) -> None:
+        """One line per watcher state change (see parkweb.logs)."""
+        log.log(
+            level,
+            "watcher %s: server %s %s%s",
+            self.watcher_name,
+            self.server_name,
+            state,
+            f" ({detail})" if detail else "",
+            extra={"server": self.server_name, "watcher": self.watcher_name, "state": state},
+        )
 
     async def connected(self, version: str) -> None:
+        self._log_state("connected", version.split(" built ")[0][:60])
         await _db(services.server_health_update)(
             self.server_id,
             connected=True,
@@ -77,6 +96,8 @@ class DatabaseSink:
             log.exception("server %s: lamps not queued for a sync", self.server_id)
 
     async def disconnected(self, error: str) -> None:
+        self._log_state("disconnected", error[:200], logging.WARNING)
+        await self.write_stats()
         await _db(services.server_health_update)(
             self.server_id, connected=False, synced=False, error=error[:300]
         )
@@ -88,15 +109,28 @@ class DatabaseSink:
             for event in earlier:
                 services.parking_event_apply(self.server_id, event)
             summary = services.server_resync(self.server_id, parked)
-            log.info("server %s resynced: %s", self.server_id, summary)
             services.server_health_update(self.server_id, synced=True)
+            self._log_state("synced", str(summary))
 
         await _db(run)()
 
-    async def apply(self, event: events.ParkingEvent) -> None:
+    async def apply(self, event: events.ParkingEvent, arrived: float) -> None:
         # One event's trouble is logged and kept against its call; only the database
         # being away reaches the watcher (it reconnects, then resyncs).
         await _db(services.parking_event_apply)(self.server_id, event)
+        clock = asyncio.get_running_loop().time
+        self.stats.add(clock() - arrived)
+        if clock() - self.stats_written >= STATS_SECONDS:
+            await self.write_stats()
+
+    async def write_stats(self) -> None:
+        """Add the events tallied since the last write to the server's health (read by
+        /metrics and /readyz); one write a second at most, not one per event."""
+        async with self.stats_lock:
+            stats, self.stats = self.stats, EventStats()
+            self.stats_written = asyncio.get_running_loop().time()
+            if stats.count:
+                await _db(services.server_events_count)(self.server_id, stats)
 
 
 class LocalLeases:
@@ -225,6 +259,8 @@ class Supervisor:
             keep = server_id in wanted and not task.done()
             if not keep or not await asyncio.to_thread(self.leases.renew, server_id):
                 await self._unwatch(server_id)
+        for watcher in self._watchers.values():  # a tally left since the last event
+            await watcher.sink.write_stats()
         for server_id, server in wanted.items():
             if server_id in self._watching:
                 continue
@@ -235,7 +271,7 @@ class Supervisor:
         stop = asyncio.Event()
         watcher = ServerWatcher(
             Target(server.ami_host, server.ami_port, server.ami_username, server.ami_secret),
-            DatabaseSink(server.pk, self.name),
+            DatabaseSink(server.pk, self.name, server.name),
         )
         task = asyncio.create_task(watcher.run(stop), name=f"watch-{server.name}")
         self._watching[server.pk] = (task, stop)

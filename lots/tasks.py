@@ -34,6 +34,12 @@ def deploy_server(self, server_id: int) -> str:
 
 
 @shared_task
+def recover_deployments() -> int:
+    """Queued by each worker as it starts: deploys a dead worker left unfinished."""
+    return services.deployments_recover()
+
+
+@shared_task
 def hints_sync(server_id: int) -> dict:
     """After a watcher (re)connects: a restarted Asterisk has lost parkweb's lamps."""
     server = AsteriskServer.objects.filter(pk=server_id).first()

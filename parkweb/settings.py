@@ -1,5 +1,6 @@
 """parkweb settings, all taken from environment variables (see README, "Settings")."""
 
+import contextlib
 import os
 import secrets
 from datetime import timedelta
@@ -109,6 +110,9 @@ DATABASES = {
         conn_max_age=60,
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # A database that went away is noticed in seconds (readiness probes, watchers).
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Writers wait for each other instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
@@ -146,7 +150,11 @@ PARKWEB_API_MAX_BODY_BYTES = int(os.environ.get("PARKWEB_API_MAX_BODY_BYTES", "6
 # How long an invitation's one-time link works.
 PARKWEB_INVITATION_DAYS = int(os.environ.get("PARKWEB_INVITATION_DAYS", "7"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
+# `collectstatic` fills it for production (deploy/); until then it is empty, and WhiteNoise
+# would warn on every start that it is missing.
+with contextlib.suppress(OSError):
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Static files are served by the app itself (WhiteNoise); `collectstatic` gathers them into
 # STATIC_ROOT for production, and without it they are found where they live.
 WHITENOISE_USE_FINDERS = True
@@ -155,6 +163,24 @@ SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# HTTPS, for production behind a proxy that ends TLS (deploy/parkweb.env sets them all;
+# `manage.py check --deploy` passes with them). Off by default so that `make run` and the
+# tests work over plain HTTP on loopback.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Monitoring asks over plain HTTP on the host itself; a redirect would read as "down".
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Trust the proxy's X-Forwarded-Proto: only when a proxy in front sets it on every request
+# (nginx in deploy/nginx/parkweb.conf does); else a client could claim HTTPS.
+if env_bool("PARKWEB_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Monitoring (parkweb.operations): /metrics answers a caller with this bearer token, or one
+# connecting from these addresses or networks (comma-separated); neither set: no one.
+PARKWEB_METRICS_TOKEN = os.environ.get("PARKWEB_METRICS_TOKEN", "")
+PARKWEB_METRICS_ALLOW = env_list("PARKWEB_METRICS_ALLOW", "")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -245,6 +271,11 @@ if REDIS_URL:
                         "max_connections": int(
                             os.environ.get("PARKWEB_CHANNEL_LAYER_CONNECTIONS", "2000")
                         ),
+                        # channels_redis waits up to 5 s on Redis for a board's next
+                        # message (BZPOPMIN); redis-py's own read timeout is also 5 s, so
+                        # a quiet board would fail with a TimeoutError and be closed
+                        # (1011) every 5 s. Read for longer than Redis is asked to wait.
+                        "socket_timeout": 15,
                     }
                 ]
             },
@@ -292,10 +323,23 @@ PARKWEB_HISTORY_DAYS = int(os.environ.get("PARKWEB_HISTORY_DAYS", "90"))
 # How often beat compares each server's running lots with the database.
 PARKWEB_RECONCILE_SECONDS = int(os.environ.get("PARKWEB_RECONCILE_SECONDS", "60"))
 
+# Logs go to standard error (journald under systemd): plain lines, or one JSON object per
+# line with PARKWEB_LOG_FORMAT=json (parkweb.logs: deploys and watchers add their server,
+# tenants, deployment and outcome as fields).
+LOG_FORMAT = os.environ.get("PARKWEB_LOG_FORMAT", "text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "parkweb.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # django-axes tells every login at INFO; lockouts (WARNING) are what operators need.
     "loggers": {"axes": {"level": os.environ.get("AXES_LOG_LEVEL", "WARNING")}},

@@ -6,13 +6,16 @@ from django.urls import include, path
 
 from lots import views as lot_views
 
-from . import accounts
+from . import accounts, operations
 
 admin.site.site_header = "parkweb operator admin"
 admin.site.site_title = "parkweb admin"
 admin.site.index_title = "Servers, tenants, lots and deployments"
 
 urlpatterns = [
+    path("healthz", operations.healthz, name="healthz"),
+    path("readyz", operations.readyz, name="readyz"),
+    path("metrics", operations.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("lots.api.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

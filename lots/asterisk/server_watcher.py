@@ -21,7 +21,8 @@ class Sink(Protocol):
     async def resync(
         self, parked: list[events.ParkingEvent], earlier: list[events.ParkingEvent]
     ) -> None: ...
-    async def apply(self, event: events.ParkingEvent) -> None: ...
+    # `arrived`: the loop's clock when the AMI message that made the event ready came in.
+    async def apply(self, event: events.ParkingEvent, arrived: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,9 @@ class ServerWatcher:
             backoff = min(backoff * 2, self.backoff_max)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        queue: asyncio.Queue[dict | None] = asyncio.Queue()
+        # AMI messages with the loop's clock at their arrival; None: the link is gone.
+        queue: asyncio.Queue[tuple[dict, float] | None] = asyncio.Queue()
+        clock = asyncio.get_running_loop().time
         client = AmiClient(
             self.target.host,
             self.target.port,
@@ -86,10 +89,9 @@ class ServerWatcher:
         self.client = client
         await client.connect()
         # Never block the reader: events only go into the queue here.
-        client.on_event("*", queue.put_nowait)
+        client.on_event("*", lambda headers: queue.put_nowait((headers, clock())))
         stopping = asyncio.create_task(stop.wait())
         getting: asyncio.Task | None = None
-        clock = asyncio.get_running_loop().time
         try:
             version = (await actions.command(client, "core show version")).strip()
             await self.sink.connected(version)
@@ -100,10 +102,10 @@ class ServerWatcher:
             # first, they give calls that ended meanwhile their real outcome.
             earlier = []
             while not queue.empty():
-                headers = queue.get_nowait()
-                if headers is None:
+                item = queue.get_nowait()
+                if item is None:
                     raise AmiConnectError("connection lost during the resync")
-                earlier += order.push(headers, clock())
+                earlier += order.push(item[0], clock())
             await self.sink.resync(parked, earlier + order.flush())
             client.start_watchdog(self.ping_interval, on_dead=lambda: queue.put_nowait(None))
             while True:
@@ -116,16 +118,21 @@ class ServerWatcher:
                 )
                 if stopping in done:
                     return
-                ready = []
+                ready, arrived = [], clock()
                 if getting in done:
-                    headers, getting = getting.result(), None
-                    if headers is None:
+                    item, getting = getting.result(), None
+                    if item is None:
                         raise AmiConnectError("connection to Asterisk lost")
+                    headers, arrived = item
                     if headers.get("Event") == "Shutdown":
                         raise AmiConnectError(f"Asterisk shut down ({headers.get('Shutdown', '')})")
                     ready = order.push(headers, clock())
-                for event in ready + order.due(clock()):
-                    await self.sink.apply(event)
+                for event in ready:
+                    await self.sink.apply(event, arrived)
+                # Calls held back for their retriever (events.Retrievals): their wait was
+                # on purpose, so their lag counts from now.
+                for event in order.due(clock()):
+                    await self.sink.apply(event, clock())
         finally:
             stopping.cancel()
             if getting is not None:

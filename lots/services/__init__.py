@@ -14,6 +14,7 @@ from .config import (
     lot_save,
     lot_update,
     lots_retry,
+    server_retire,
     server_save,
 )
 from .deploys import (
@@ -25,6 +26,7 @@ from .deploys import (
     deployment_pending,
     deployment_request,
     deployment_run,
+    deployments_recover,
     deployments_retry_due,
     hints_sync,
     retry_delay,
@@ -39,6 +41,7 @@ from .parking import (
     parked_calls_purge,
     parking_event_apply,
     retrieve_ringing_cancel,
+    server_events_count,
     server_health_update,
     server_resync,
 )
@@ -57,6 +60,7 @@ __all__ = [
     "deployment_pending",
     "deployment_request",
     "deployment_run",
+    "deployments_recover",
     "deployments_retry_due",
     "hints_sync",
     "lot_create",
@@ -75,8 +79,10 @@ __all__ = [
     "phones_save",
     "retrieve_ringing_cancel",
     "retry_delay",
+    "server_events_count",
     "server_health_update",
     "server_reconcile",
     "server_resync",
+    "server_retire",
     "server_save",
 ]

@@ -18,7 +18,7 @@ import time
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from parkweb.errors import Invalid, NotFound, PreconditionFailed, checked
+from parkweb.errors import Conflict, Invalid, NotFound, PreconditionFailed, checked
 from tenants.actors import SYSTEM, Actor
 from tenants.audit import audit
 from tenants.models import Tenant
@@ -27,7 +27,7 @@ from .. import rules
 from ..asterisk import dialplan
 from ..asterisk.ami import AmiError
 from ..locks import server_row_lock
-from ..models import AsteriskServer, DialplanContext, ParkingLot, lot_etag
+from ..models import AsteriskServer, DialplanContext, ParkingLot, TenantPhones, lot_etag
 from ..validation import lot_extensions, lot_rule_violations
 from .deploys import ami_client, config_changed
 
@@ -60,6 +60,35 @@ def server_save(
     config_changed(server.pk, actor, f"server {server.name} saved")
     audit(actor, "server.create" if created else "server.update", server.name)
     return server
+
+
+@transaction.atomic
+def server_retire(server: AsteriskServer, *, actor: Actor = SYSTEM) -> None:
+    """Remove a server that holds no lots (its contexts, phones and history go with it);
+    the watcher holding it stops within one supervisor check. Refused while it holds
+    lots: their tenants' parking would vanish from the PBX without anyone deciding it."""
+    locked = AsteriskServer.objects.select_for_update().filter(pk=server.pk).first()
+    if locked is None:
+        raise NotFound("No such server.")
+    lots = list(
+        ParkingLot.objects.filter(server=locked)
+        .select_related("tenant")
+        .order_by("tenant__slug", "slug")[:6]
+    )
+    if lots:
+        total = ParkingLot.objects.filter(server=locked).count()
+        names = ", ".join(f"{lot.tenant.slug}/{lot.slug}" for lot in lots[:5])
+        more = f" and {total - 5} more" if total > 5 else ""
+        raise Conflict(
+            f"Server {locked.name} still holds {total} lot(s) ({names}{more}): delete or "
+            "move them first.",
+            code="server_has_lots",
+        )
+    name = locked.name
+    TenantPhones.objects.filter(server=locked).delete()  # they hold on to its contexts
+    locked.delete()
+    audit(actor, "server.retire", name)
+    log.info("server %s retired", name, extra={"server": name})
 
 
 @transaction.atomic

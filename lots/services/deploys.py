@@ -119,11 +119,32 @@ def deployment_run(server_id: int) -> tuple[str, Deployment | None]:
     with server_deploy_lock(server_id) as held:
         if not held:
             return Outcome.BUSY, None
-        _end_interrupted(server_id)
+        if _end_interrupted(server_id) and not deployment_pending(server_id):
+            # What it carried is not known to be live: deploy the config again.
+            deployment_request(
+                server_id, SYSTEM, "redeploy: the last deploy was interrupted", enqueue=False
+            )
         deployment = _claim(server_id)
         if deployment is None:
             return Outcome.IDLE, None
         return _execute(deployment), deployment
+
+
+def deployments_recover() -> int:
+    """When a worker starts: run every server's deployment left running by a worker that
+    died (its deploy lock went with it) or left pending, at once rather than at the next
+    reconcile. A deployment still running in a live worker keeps its lock: the task then
+    finds the server busy and waits for it. Returns how many servers were queued."""
+    servers = set(
+        Deployment.objects.filter(
+            status__in=[Deployment.Status.RUNNING, Deployment.Status.PENDING]
+        ).values_list("server_id", flat=True)
+    )
+    for server_id in servers:
+        _enqueue(server_id)
+    if servers:
+        log.info("worker start: %d server(s) with an unfinished deploy queued", len(servers))
+    return len(servers)
 
 
 def deployment_delay(server_id: int) -> float:
@@ -152,9 +173,9 @@ def deployment_pending(server_id: int) -> bool:
     return Deployment.objects.filter(server_id=server_id, status=Deployment.Status.PENDING).exists()
 
 
-def _end_interrupted(server_id: int) -> None:
+def _end_interrupted(server_id: int) -> int:
     """A deployment still 'running' while we hold the lock was left by a dead worker."""
-    Deployment.objects.filter(server_id=server_id, status=Deployment.Status.RUNNING).update(
+    return Deployment.objects.filter(server_id=server_id, status=Deployment.Status.RUNNING).update(
         status=Deployment.Status.FAILED,
         finished_at=timezone.now(),
         error="Interrupted: the worker stopped during this deploy. The next deploy rewrites "
@@ -235,6 +256,8 @@ def _execute(deployment: Deployment) -> str:
 
     deployment.reloaded = outcome.reloaded
     deployment.replies = outcome.replies
+    reloads = [r["seconds"] for r in outcome.replies if r.get("action") == "Reload"]
+    deployment.reload_seconds = round(sum(reloads), 4) if reloads else None
     deployment.error = outcome.error
     files = _files(deployment)
     # The diff is for people reading the history: computed once the config is live.
@@ -249,7 +272,6 @@ def _execute(deployment: Deployment) -> str:
         deployment.replies.append(hints_sync(server, files))
         deployment.save(update_fields=["replies"])
     else:
-        log.error("deployment %s on %s: %s", deployment.pk, server.name, outcome.error)
         _finish(deployment, outcome.status, reason_suffix=suffix)
     return Outcome.DONE
 
@@ -400,6 +422,41 @@ def _finish(deployment: Deployment, status: str, reason_suffix: str = "") -> Non
     if reason_suffix:
         deployment.reason = f"{deployment.reason} ({reason_suffix})"[-200:]
     deployment.save()
+    _log_finished(deployment)
+
+
+def _log_finished(deployment: Deployment) -> None:
+    """One line per deploy, with the tenants whose lots it changed (see parkweb.logs)."""
+    before = (
+        Deployment.objects.filter(
+            server_id=deployment.server_id, status=Deployment.Status.OK, pk__lt=deployment.pk
+        )
+        .exclude(res_parking_conf="")
+        .order_by("-pk")
+        .values_list("res_parking_conf", flat=True)
+        .first()
+    )
+    changed = deploy.changed_sections(before, deployment.res_parking_conf) or set()
+    # A lot's section is `<tenant slug>_<lot slug>` (ParkingLot.asterisk_name).
+    tenants = sorted({name.partition("_")[0] for name in changed if "_" in name})
+    took = (deployment.finished_at - deployment.created_at).total_seconds()
+    level = logging.INFO if deployment.status == Deployment.Status.OK else logging.ERROR
+    log.log(
+        level,
+        "deployment %s on %s: %s after %.2f s (tenants: %s)%s",
+        deployment.pk,
+        deployment.server.name,
+        deployment.status,
+        took,
+        ", ".join(tenants) or "none",
+        f": {deployment.error}" if deployment.error else "",
+        extra={
+            "server": deployment.server.name,
+            "deployment": deployment.pk,
+            "outcome": deployment.status,
+            "tenants": tenants,
+        },
+    )
 
 
 def _mark_live(deployment: Deployment) -> None:

@@ -301,14 +301,18 @@ def parking_event_problem(
         log.exception("could not record the problem of %s", event.key)
 
 
-def server_health_update(server_id: int, **fields) -> ServerHealth:
-    """Record the watcher's view of a server and tell the pages of its tenants."""
+def server_health_update(server_id: int, **fields) -> ServerHealth | None:
+    """Record the watcher's view of a server and tell the pages of its tenants (nothing
+    for a server retired meanwhile: its watcher is stopping)."""
+    if not AsteriskServer.objects.filter(pk=server_id).exists():
+        return None
     health, _ = ServerHealth.objects.get_or_create(server_id=server_id)
     if "connected" in fields and fields["connected"] != health.connected:
         fields.setdefault("since", timezone.now())
     for name, value in fields.items():
         setattr(health, name, value)
-    health.save()
+    # Only these fields: the watcher's event tally is written beside (server_events_count).
+    health.save(update_fields=list(fields))
     if set(fields) & {"connected", "synced", "error"}:
         message = health_frame(health)
         tenants = ParkingLot.objects.filter(server_id=server_id).values_list("tenant_id", flat=True)
@@ -316,6 +320,21 @@ def server_health_update(server_id: int, **fields) -> ServerHealth:
             for tenant_id in set(tenants):
                 push(tenant_id, message)
     return health
+
+
+def server_events_count(server_id: int, stats) -> None:
+    """Add a watcher's tally of applied events (lots.metrics.EventStats) to the server's
+    health; one watcher per server writes it, so no lock is needed."""
+    health = ServerHealth.objects.filter(server_id=server_id).first()
+    if health is None:  # the server was retired meanwhile
+        return
+    health.events_applied += stats.count
+    health.event_lag_counts = stats.merged_into(health.event_lag_counts)
+    health.event_lag_sum += stats.lag_sum
+    health.last_event_at = timezone.now()
+    health.save(
+        update_fields=["events_applied", "event_lag_counts", "event_lag_sum", "last_event_at"]
+    )
 
 
 def _audit(call: ParkedCall, actor: Actor, action: str, ok: bool, **detail) -> None:

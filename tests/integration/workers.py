@@ -20,9 +20,10 @@ LOGS = Path(settings.BASE_DIR) / "artifacts"
 
 
 def isolated_redis_url() -> str:
-    """A Redis database of its own, so tests never consume another run's tasks."""
+    """A Redis database of its own, so tests never consume another run's tasks (13, or
+    PARKWEB_TEST_REDIS_DB when two runs share one Redis)."""
     base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    return base.rsplit("/", 1)[0] + "/13"
+    return base.rsplit("/", 1)[0] + "/" + os.environ.get("PARKWEB_TEST_REDIS_DB", "13")
 
 
 def shared_test_database_url() -> str:
@@ -35,28 +36,33 @@ def shared_test_database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def worker_argv(name: str) -> list[str]:
+    """A Celery worker for tests: one process, nothing chatty between workers."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "parkweb",
+        "worker",
+        "-P",
+        "solo",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-n",
+        f"{name}@%h",
+        "--loglevel",
+        "INFO",
+    ]
+
+
 class Worker:
     def __init__(self, name: str, env: dict[str, str]):
         LOGS.mkdir(exist_ok=True)
         self.log_path = LOGS / f"celery-{name}.log"
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "parkweb",
-                "worker",
-                "-P",
-                "solo",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"{name}@%h",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_argv(name),
             cwd=settings.BASE_DIR,
             env=env,
             stdout=open(self.log_path, "w"),  # noqa: SIM115

@@ -69,9 +69,14 @@ class ServerList(StaffView, generics.ListCreateAPIView):
         )
 
 
-class ServerDetail(StaffView, generics.RetrieveUpdateAPIView):
+class ServerDetail(StaffView, generics.RetrieveUpdateDestroyAPIView):
+    """DELETE retires the server: refused (409) while it holds lots."""
+
     serializer_class = s.ServerSerializer
     queryset = AsteriskServer.objects.all()
+
+    def perform_destroy(self, instance):
+        services.server_retire(instance, actor=self.actor())
 
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
