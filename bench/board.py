@@ -1,6 +1,6 @@
 """Live-board benchmark: how the page copes as a tenant's board grows.
 
-    .venv/bin/python bench/board.py [--changes 400]
+    .venv/bin/python bench/board.py [--changes 400] [--smoke]
 
 daphne serves the board to Debian's chromium over a Redis channel layer; each scenario is a
 tenant with more lots and spaces, a fifth of them busy. Prints, per scenario: the time from
@@ -10,7 +10,8 @@ page by Playwright, and the page's own share of it: the board's handler ("script
 time to the frame that shows it. A change redraws one space, so the page's share should
 not grow with the board. (The end-to-end figure also holds Playwright's own search of the
 page for the changed space, which does grow with the page.) No Asterisk is needed: calls
-are rows and messages.
+are rows and messages. Every change must show on the page, each frame arrive once, and
+the page load and run without an error. `--smoke`: two small boards, a few changes.
 """
 
 from __future__ import annotations
@@ -24,14 +25,32 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from common import fresh_database, session_for, start_daphne  # noqa: E402  (bench/ is on the path)
+from common import (  # noqa: E402  (bench/ is on the path)
+    counts,
+    exit_on_wrong_counts,
+    place,
+    session_for,
+    start_daphne,
+    stop,
+)
 
-PORT = 8767
-REDIS = "redis://127.0.0.1:6379/10"
-SCENARIOS = [(1, 9), (10, 100), (40, 250)]  # (lots, spaces per lot)
 
-os.environ["DATABASE_URL"] = fresh_database("parkweb_bench_board")
-os.environ["REDIS_URL"] = REDIS
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--changes", type=int, default=400, help="changes per scenario (max 5000)")
+    parser.add_argument("--smoke", action="store_true", help="two small boards, a few changes")
+    args = parser.parse_args()
+    args.changes = 20 if args.smoke else min(args.changes, 5000)
+    return args
+
+
+ARGS = arguments()
+# (lots, spaces per lot)
+SCENARIOS = [(1, 9), (3, 20)] if ARGS.smoke else [(1, 9), (10, 100), (40, 250)]
+PLACE = place("board", ARGS.smoke, redis_db=10, web_port=8767)
+PORT = PLACE.web_port
+os.environ["DATABASE_URL"] = PLACE.database_url
+os.environ["REDIS_URL"] = PLACE.redis_url
 os.environ["PARKWEB_WORKER_WATCHERS"] = "0"
 os.environ["PARKWEB_EMBEDDED_WATCHERS"] = "0"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parkweb.settings")
@@ -47,6 +66,7 @@ from channels.layers import get_channel_layer  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
+from playwright.sync_api import TimeoutError as PageTimeout  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from lots.frames import tenant_group  # noqa: E402
@@ -119,8 +139,11 @@ window.WebSocket = class extends Native {
       const start = performance.now();
       handler(event);
       const ran = performance.now() - start;
-      requestAnimationFrame(() => setTimeout(() =>
-        window.__handled.push([ran, performance.now() - start]), 0));
+      requestAnimationFrame(() => setTimeout(() => {
+        const shown = performance.now() - start;
+        const message = JSON.parse(event.data);  // which frame, once the timing is taken
+        window.__handled.push([ran, shown, message.type, message.call?.caller_id_num]);
+      }, 0));
     };
   }
 };
@@ -133,16 +156,22 @@ def measure(browser, tenant, lots, session_key, size, changes: int) -> dict:
         [{"name": "sessionid", "value": session_key, "url": f"http://127.0.0.1:{PORT}"}]
     )
     page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
     # Time the board's own work per message (its handler, then the frame that shows it),
     # apart from the transport: the page's WebSocket wraps the handler the board sets.
     page.add_init_script(HANDLER_TIMING)
     expected = len(lots) * size
     started = time.perf_counter()
     page.goto(f"http://127.0.0.1:{PORT}/t/{tenant.slug}/board/")
-    page.wait_for_function(
-        f"document.querySelectorAll('li.space').length === {expected}", timeout=120_000
-    )
+    # The board draws every lot from the snapshot at once: its last space is the last drawn.
+    # (A selector, not a script: the page's Content-Security-Policy forbids eval.)
+    last = f"section[data-lot='{tenant.slug}_{lots[-1].slug}'] li.space[data-space='{1000 + size}']"
+    page.wait_for_selector(last, state="attached", timeout=120_000)
     drawn_ms = (time.perf_counter() - started) * 1000
+    if page.locator("li.space").count() != expected:
+        errors.append(f"{page.locator('li.space').count()} spaces drawn, not {expected}")
     heap_mb = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize / 1048576 : -1")
 
     # Park a call in a free space and take it away again, round the lots: one change at a
@@ -153,7 +182,7 @@ def measure(browser, tenant, lots, session_key, size, changes: int) -> dict:
     send = async_to_sync(layer.group_send)
     group = tenant_group(tenant.pk)
     free = [s for s in range(1001, 1001 + size) if (s - 1001) % 5]
-    per_change = []
+    per_change, lost = [], 0
     for n in range(changes):
         lot = lots[n % len(lots)]
         space = free[(n // (2 * len(lots))) % len(free)]
@@ -165,15 +194,31 @@ def measure(browser, tenant, lots, session_key, size, changes: int) -> dict:
         begin = time.perf_counter()
         message = {"type": "parking.message", "message": change(lot, space, n, parked)}
         sender.submit(send, group, message).result()
-        page.wait_for_selector(selector, state="attached", timeout=10_000)
+        try:
+            page.wait_for_selector(selector, state="attached", timeout=10_000)
+        except PageTimeout:
+            lost += 1
+            continue
         per_change.append((time.perf_counter() - begin) * 1000)
     sender.shutdown()
-    handled = page.evaluate(f"window.__handled.slice(-{changes})")
+    page.wait_for_timeout(500)  # a frame sent twice would come now
+    handled = page.evaluate("window.__handled")
     context.close()
-    per_change.sort()
-    script = sorted(ran for ran, _ in handled)
-    shown = sorted(frame for _, frame in handled)
+    frames = [(kind, caller) for _, _, kind, caller in handled if kind in ("parked", "unparked")]
+    snapshots = sum(kind == "snapshot" for _, _, kind, _ in handled)
+    if errors:
+        print(f"page errors on {tenant.slug}:", *errors[:3], file=sys.stderr)
+    none = [float("nan")]  # nothing to time: the counts say why
+    per_change = sorted(per_change) or none
+    script = sorted(ran for ran, _, kind, _ in handled if kind != "snapshot") or none
+    shown = sorted(frame for _, frame, kind, _ in handled if kind != "snapshot") or none
     return {
+        "counts": {
+            "expected": changes,
+            "seen": changes - lost,
+            "duplicate": len(frames) - len(set(frames)) + max(snapshots - 1, 0),
+            "errors": len(errors) + (snapshots == 0),
+        },
         "drawn_ms": drawn_ms,
         "heap_mb": heap_mb,
         "change_p50": per_change[len(per_change) // 2],
@@ -184,18 +229,15 @@ def measure(browser, tenant, lots, session_key, size, changes: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--changes", type=int, default=400, help="changes per scenario (max 5000)")
-    changes = min(parser.parse_args().changes, 5000)
+    changes = ARGS.changes
     (ROOT / "artifacts").mkdir(exist_ok=True)
-    redis.Redis.from_url(REDIS).flushdb()
+    redis.Redis.from_url(PLACE.redis_url).flushdb()
     call_command("migrate", verbosity=0)
     server = AsteriskServer.objects.create(name="bench-board", ami_host="127.0.0.1", ami_port=1)
     boards = [make_board(server, i, lots, size) for i, (lots, size) in enumerate(SCENARIOS)]
     env = {**os.environ, "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1", "SECURE_COOKIES": "0"}
-    web = start_daphne(PORT, env, "bench-board-daphne")
+    web = start_daphne(PORT, env, f"{PLACE.name}-daphne")
     try:
-        time.sleep(2)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path="/usr/bin/chromium",
@@ -206,8 +248,7 @@ def main() -> None:
                 results.append((count, size, measure(browser, tenant, lots, key, size, changes)))
             browser.close()
     finally:
-        web.terminate()
-        web.wait(timeout=20)
+        stop(web)
     base = results[0][2]
     print(f"live board, {changes} changes per board (each: channel layer -> daphne -> page)")
     print(
@@ -221,6 +262,8 @@ def main() -> None:
             f" {r['change_p50']:14.1f} {r['change_p95']:7.1f} {ratio:11.2f}x"
             f" {r['script_p50']:20.2f} {r['shown_p50']:16.1f}"
         )
+    right = [counts(f"changes on {count} x {size}", **r["counts"]) for count, size, r in results]
+    exit_on_wrong_counts(right)
 
 
 if __name__ == "__main__":

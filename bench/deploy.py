@@ -1,11 +1,13 @@
 """Deploy benchmark: render time, save-to-live against Asterisk's bare reload, the call-setup
 stall during a reload, and how many reloads a burst of edits costs.
 
-    .venv/bin/python bench/deploy.py [--sizes 100,1000,3000] [--burst 1000]
+    .venv/bin/python bench/deploy.py [--sizes 100,1000,3000] [--burst 1000] [--smoke]
 
-Runs against its own Asterisk sandbox ("bench", AMI 127.0.0.1:5041) and its own database
-(PostgreSQL `parkweb_bench` when one answers on 127.0.0.1:5432, else SQLite). Figures are
-compared as ratios within one run: these machines are shared and noisy.
+Runs against its own Asterisk sandbox ("bench", AMI 127.0.0.1:5041), its own database
+(PostgreSQL `parkweb_bench_deploy` when one answers on 127.0.0.1:5432, else SQLite) and,
+for the burst's worker, Redis database 14. Figures are compared as ratios within one run:
+these machines are shared and noisy. After each size and after the burst, every lot must
+run on Asterisk as saved (a counts line each). `--smoke`: a few seconds, small sizes.
 """
 
 from __future__ import annotations
@@ -21,9 +23,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from common import fresh_database  # noqa: E402  (bench/ is on the path)
+from common import (  # noqa: E402  (bench/ is on the path)
+    counts,
+    exit_on_wrong_counts,
+    live_lots,
+    place,
+    start_sandbox,
+)
 
-os.environ["DATABASE_URL"] = fresh_database("parkweb_bench")
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,3000")
+    parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--render", type=int, default=10_000, help="lots rendered in memory")
+    parser.add_argument("--smoke", action="store_true", help="small sizes, a few seconds")
+    args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.burst, args.render = "10,50", 40, 1_000
+    return args
+
+
+ARGS = arguments()
+PLACE = place("deploy", ARGS.smoke, redis_db=14, sandbox="bench", ami_port=5041)
+os.environ["DATABASE_URL"] = PLACE.database_url
 os.environ.pop("REDIS_URL", None)  # deploys run inline in this process, except the burst
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parkweb.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -49,7 +72,7 @@ from lots.selectors import server_config  # noqa: E402
 from parkweb.celery import app  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
 from tests.factories import bulk_lots, make_server  # noqa: E402
-from tests.integration.sandbox import Sandbox, sandbox  # noqa: E402
+from tests.integration.sandbox import Sandbox  # noqa: E402
 
 BENCH_DIALPLAN = """
 [bench]
@@ -60,8 +83,7 @@ exten => ring,1,Answer()
 
 
 def start_asterisk() -> Sandbox:
-    out = sandbox("start", "--name", "bench", "--ami-port", "5041").stdout
-    box = Sandbox.from_env_output(out)
+    box = start_sandbox(PLACE)
     box.write("extensions_local.conf", BENCH_DIALPLAN)
     box.cli("dialplan reload")
     return box
@@ -161,12 +183,12 @@ def originate_times(box: Sandbox, text: str) -> tuple[float, float]:
         box.hangup_all()
 
 
-def render_10k() -> float:
-    """Pure rendering of 10,000 lots (objects in memory, no database)."""
+def render(count: int) -> float:
+    """Pure rendering of `count` lots (objects in memory, no database)."""
     server = AsteriskServer(pk=1, name="render")
     tenant = Tenant(pk=1, slug="bench")
     lots = []
-    for i in range(10_000):
+    for i in range(count):
         context = DialplanContext(pk=i // 10 + 1, server=server, tenant=tenant, name=f"c{i // 10}")
         lot = ParkingLot(
             pk=i + 1,
@@ -184,21 +206,22 @@ def render_10k() -> float:
     return timed(lambda: confgen.render_res_parking(server, lots))
 
 
-def burst(server: AsteriskServer, tenant: Tenant, edits: int, box: Sandbox) -> tuple[int, float]:
-    """`edits` lot edits from 8 threads against a real Celery worker: reloads sent."""
-    from tests.integration.workers import Worker, isolated_redis_url, reset_broker_connections
+def burst(server: AsteriskServer, tenant: Tenant, edits: int, size: int) -> tuple[int, float, int]:
+    """`edits` edits of `size` lots from 8 threads against a real Celery worker: (reloads
+    sent, seconds, edits that raised)."""
+    import redis
 
-    populate(server, tenant, 100)
+    from tests.integration.workers import Worker, reset_broker_connections
+
+    populate(server, tenant, size)
     deploy_now(server)
     lots = list(ParkingLot.objects.filter(server=server))
     mark = Deployment.objects.order_by("-pk").values_list("pk", flat=True).first()
-    redis_url = isolated_redis_url()
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
-    app.conf.update(broker_url=redis_url, task_always_eager=False)
+    redis.Redis.from_url(PLACE.redis_url).flushdb()
+    app.conf.update(broker_url=PLACE.redis_url, task_always_eager=False)
     reset_broker_connections()
-    worker = Worker("bench", {**os.environ, "REDIS_URL": redis_url})
+    worker = Worker(PLACE.name, {**os.environ, "REDIS_URL": PLACE.redis_url})
+    failed = []
     start = time.perf_counter()
     try:
         per_thread = edits // 8
@@ -208,6 +231,9 @@ def burst(server: AsteriskServer, tenant: Tenant, edits: int, box: Sandbox) -> t
                 for i in range(per_thread):
                     lot = lots[(offset * per_thread + i) % len(lots)]
                     services.lot_update(lot, parkingtime=46 + (offset * per_thread + i) % 500)
+            except Exception as error:
+                failed.append(error)
+                raise
             finally:
                 close_old_connections()
 
@@ -225,22 +251,26 @@ def burst(server: AsteriskServer, tenant: Tenant, edits: int, box: Sandbox) -> t
     finally:
         worker.stop()
     reloads = Deployment.objects.filter(server=server, pk__gt=mark, reloaded=True).count()
-    return reloads, elapsed
+    return reloads, elapsed, len(failed)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100,1000,3000")
-    parser.add_argument("--burst", type=int, default=1000)
-    args = parser.parse_args()
     call_command("migrate", verbosity=0)
     box = start_asterisk()
+    try:
+        measure(box)
+    finally:
+        box.stop()
+
+
+def measure(box: Sandbox) -> None:
     tenant = Tenant.objects.create(slug="bench", name="Bench")
     server = make_server("bench", lot_budget=100_000, parkcall="#72", **box.server_fields())
 
-    print(f"database: {os.environ['DATABASE_URL'].split('@')[-1]}  asterisk: sandbox 'bench'")
+    print(f"database: {PLACE.database_url.split('@')[-1]}  asterisk: sandbox '{box.name}'")
     print(
-        f"render of 10,000 lots (pure, in memory): {render_10k() * 1000:.0f} ms  (target < 500 ms)"
+        f"render of {ARGS.render:,} lots (pure, in memory): {render(ARGS.render) * 1000:.0f} ms"
+        "  (target < 500 ms for 10,000)"
     )
     header = (
         "lots",
@@ -255,17 +285,19 @@ def main() -> None:
     )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for size in [int(s) for s in args.sizes.split(",")]:
+    live_counts = []
+    for size in [int(s) for s in ARGS.sizes.split(",")]:
         populate(server, tenant, size)
         deploy_now(server)
-        render = timed(lambda: server_config(server))
+        render_s = timed(lambda: server_config(server))
         live, inside, bare = live_and_bare(server, box)
         idle, during = originate_times(box, server_config(server)["res_parking.conf"])
         deploy_now(server)  # put parkweb's file back
+        live_counts.append((f"{size} lots live", live_lots(box, server)))
         budget = 1.2 * inside + 0.1
         cells = [
             size,
-            f"{render * 1000:.0f}",
+            f"{render_s * 1000:.0f}",
             f"{live * 1000:.0f}",
             f"{inside * 1000:.0f}",
             f"{bare * 1000:.0f}",
@@ -275,15 +307,20 @@ def main() -> None:
             f"{during * 1000:.0f}",
         ]
         print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
-    if args.burst:
-        reloads, elapsed = burst(server, tenant, args.burst, box)
+    right = [counts(label, **figures) for label, figures in live_counts]
+    if ARGS.burst:
+        lots = 20 if ARGS.smoke else 100
+        reloads, elapsed, failed = burst(server, tenant, ARGS.burst, lots)
         print(
-            f"burst of {args.burst} edits (8 threads, 100 lots, one worker): {reloads} reloads "
-            f"in {elapsed:.1f} s (target <= 3)"
+            f"burst of {ARGS.burst} edits (8 threads, {lots} lots, one worker): {reloads} "
+            f"reloads in {elapsed:.1f} s (target <= 3)"
         )
+        figures = live_lots(box, server)
+        figures["errors"] += failed
+        right.append(counts("burst edits live", **figures))
     ParkingLot.objects.filter(server=server).delete()
     deploy_now(server)
-    sandbox("stop", "--name", "bench")
+    exit_on_wrong_counts(right)
 
 
 if __name__ == "__main__":

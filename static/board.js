@@ -338,7 +338,9 @@
                    "from this tenant). Reload the page to log in again.");
         return;
       }
-      setTimeout(connect, Math.max(wait, holdUntil - Date.now()));
+      // Spread out: after a web restart every board reconnects, and not all at once.
+      const spread = wait * (0.5 + Math.random());
+      setTimeout(connect, Math.max(spread, holdUntil - Date.now()));
       retry = Math.min(retry * 2, 5000);
     };
   }
