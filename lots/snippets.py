@@ -11,6 +11,8 @@ extension or the spaces.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .asterisk.hints import hints_context
 from .models import ParkingLot, TenantPhones
 from .rules import PARKWEB_PREFIX
@@ -22,6 +24,34 @@ def _range(lot: ParkingLot) -> str:
     if lot.parkpos_start == lot.parkpos_end:
         return str(lot.parkpos_start)
     return f"{lot.parkpos_start}-{lot.parkpos_end}"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How calls get into a lot and out of it, in words for its page and the API."""
+
+    spaces_dialable: bool  # Asterisk made extensions for the park extension and spaces
+    park_with: str
+    pick_up_with: str
+
+
+def lot_reach(lot: ParkingLot) -> Reach:
+    """res_parking registers the park extension and one extension per space in the lot's
+    context only when the lot has a park extension (seen on Asterisk 22: a lot without one
+    is listed by `parking show`, and its spaces are in no context at all)."""
+    name, spaces, context = lot.asterisk_name, _range(lot), lot.context.name
+    if lot.parkext:
+        return Reach(
+            True,
+            f"dial {lot.parkext} (in {context}), or one-touch parking during a call",
+            f"dial the space, {spaces} (in {context})",
+        )
+    return Reach(
+        False,
+        f"only Park({name}) in your dialplan: there is no extension to dial",
+        f"only ParkedCall({name},<space>) in your dialplan, or Retrieve on the board: "
+        f"dialling {spaces} reaches nothing",
+    )
 
 
 def lot_dialplan(lot: ParkingLot, phones: TenantPhones | None) -> str:

@@ -104,9 +104,10 @@ def lot_edit(request, lot: str | None = None):
             form.add_domain_errors(refused)
         else:
             return redirect("lot", tenant=request.tenant.slug, lot=saved.slug)
-    deployment = deployment_error = dialplan = None
+    deployment = deployment_error = dialplan = reach = None
     if instance is not None:
         dialplan = snippets.lot_dialplan(instance, selectors.tenant_phones(instance))
+        reach = snippets.lot_reach(instance)
         deployment = Deployment.objects.filter(server_id=instance.server_id).order_by("-pk").first()
     if deployment is not None and deployment.error:
         deployment_error = selectors.deployment_error_for(request.tenant, deployment)
@@ -119,6 +120,7 @@ def lot_edit(request, lot: str | None = None):
             "deployment": deployment,
             "deployment_error": deployment_error,
             "dialplan": dialplan,
+            "reach": reach,
         },
     )
 

@@ -277,6 +277,12 @@ class IntegrationSerializer(serializers.Serializer):
         help_text="Where the tenant's phones are on the lot's server (staff set it).",
     )
     lamps = serializers.BooleanField(help_text="Whether the lot has busy-lamp hints.")
+    spaces_dialable = serializers.BooleanField(
+        help_text="Whether the park extension and the spaces can be dialled: false for a "
+        "lot without a park extension, whose spaces Asterisk makes no extensions for."
+    )
+    park_with = serializers.CharField(help_text="How a call is parked in this lot.")
+    pick_up_with = serializers.CharField(help_text="How a parked call is picked up.")
 
 
 class DeploymentSerializer(ModelSerializer):

@@ -3,6 +3,7 @@ real phones need (tests/phones runs it on a real Asterisk with real phones)."""
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 from rest_framework.test import APIClient
 
 from lots import services
@@ -122,4 +123,36 @@ def test_the_api_gives_the_same_snippet_to_the_lots_tenant_only(server, acme, gl
         "dialplan": lot_dialplan(lot, phones),
         "phones_context": "acme-phones",
         "lamps": True,
+        "spaces_dialable": True,
+        "park_with": "dial 700 (in acme-parking), or one-touch parking during a call",
+        "pick_up_with": "dial the space, 701-709 (in acme-parking)",
     }
+
+
+def test_a_lot_without_a_park_extension_says_so_on_its_page_and_in_the_api(acme, acme_ctx):
+    make_lot(acme, acme_ctx, "quiet", parkpos_start=801, parkpos_end=805)
+    user = get_user_model().objects.create_user("desk", password="pw-desk-123")
+    Membership.objects.create(user=user, tenant=acme, role=Role.VIEWER)
+    api = APIClient()
+    api.force_authenticate(user)
+    answer = api.get("/api/v1/tenants/acme/lots/quiet/integration/").json()
+    assert answer["spaces_dialable"] is False
+    assert answer["park_with"].startswith("only Park(acme_quiet) in your dialplan")
+    assert "ParkedCall(acme_quiet,<space>)" in answer["pick_up_with"]
+    assert "dialling 801-805 reaches nothing" in answer["pick_up_with"]
+
+    page = Client()
+    page.force_login(user)
+    html = page.get("/t/acme/lots/quiet/").content.decode()
+    assert 'id="no-parkext"' in html and "nobody can dial 801-805" in html
+    assert "only Park(acme_quiet) in your dialplan" in html
+
+
+def test_a_lot_with_a_park_extension_has_no_such_warning(acme, acme_ctx, lot):
+    user = get_user_model().objects.create_user("desk", password="pw-desk-123")
+    Membership.objects.create(user=user, tenant=acme, role=Role.VIEWER)
+    page = Client()
+    page.force_login(user)
+    html = page.get("/t/acme/lots/main/").content.decode()
+    assert 'id="reach"' in html and 'id="no-parkext"' not in html
+    assert "dial the space, 701-709 (in acme-parking)" in html

@@ -123,10 +123,14 @@ class LotIntegration(TenantScoped, APIView):
         if found is None:
             raise NotFound()
         phones = selectors.tenant_phones(found)
+        reach = snippets.lot_reach(found)
         return Response(
             {
                 "dialplan": snippets.lot_dialplan(found, phones),
                 "phones_context": phones.context.name if phones else None,
                 "lamps": found.parkinghints,
+                "spaces_dialable": reach.spaces_dialable,
+                "park_with": reach.park_with,
+                "pick_up_with": reach.pick_up_with,
             }
         )
