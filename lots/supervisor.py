@@ -302,3 +302,10 @@ def start_embedded_watchers() -> None:
     _embedded = Supervisor(
         LocalLeases(), watch=settings.PARKWEB_EMBEDDED_WATCHERS, retry_deploys=True
     ).start()
+
+
+def embedded_watching() -> set[int]:
+    """The servers this process watches in the embedded mode (none when it does not)."""
+    if _embedded is None or not _embedded.thread.is_alive():
+        return set()
+    return _embedded.watching

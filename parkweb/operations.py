@@ -87,10 +87,7 @@ def _watched(server_ids: list[int]) -> set[int]:
         keys = [supervisor.RedisLeases.key(pk) for pk in server_ids]
         holders = _redis().mget(keys) if keys else []
         return {pk for pk, holder in zip(server_ids, holders, strict=True) if holder}
-    embedded = supervisor._embedded
-    if embedded is None or not embedded.thread.is_alive():
-        return set()
-    return embedded.watching
+    return supervisor.embedded_watching()
 
 
 def _servers() -> list[dict]:

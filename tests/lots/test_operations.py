@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -128,6 +129,30 @@ def test_readyz_stays_ready_while_a_watched_pbx_is_down(redis_site, db):
     response = Client().get("/readyz")
     assert response.status_code == 200
     assert response.json()["servers"][0]["connected"] is False
+
+
+def test_readyz_in_the_embedded_mode_counts_this_processs_own_watchers(
+    transactional_db, settings, monkeypatch
+):
+    from lots import supervisor
+
+    settings.REDIS_URL = ""  # `make run`: no workers, the web process watches
+    server = make_server("pbx1", ami_port=1)  # nothing listens: watched, not connected
+    assert Client().get("/readyz").json()["unwatched"] == ["pbx1"]
+    embedded = supervisor.Supervisor(supervisor.LocalLeases(), name="embedded-test")
+    monkeypatch.setattr(supervisor, "_embedded", embedded.start())
+    try:
+        deadline = time.monotonic() + 10
+        while server.pk not in embedded.watching:
+            assert time.monotonic() < deadline, "the embedded supervisor did not take the server"
+            time.sleep(0.05)
+        response = Client().get("/readyz")
+        assert response.status_code == 200
+        assert response.json()["servers"][0]["watcher"] is True
+        assert response.json()["servers"][0]["connected"] is False
+    finally:
+        embedded.stop()
+    assert Client().get("/readyz").status_code == 503  # its thread is gone
 
 
 def test_readyz_is_unready_when_redis_does_not_answer(redis_site, db, settings):
