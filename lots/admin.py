@@ -249,6 +249,7 @@ class DeploymentAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
         "attempts",
+        "worker",
         "config_version",
         "config_hash",
         "reloaded",

@@ -451,6 +451,9 @@ class Deployment(models.Model):
     reload_seconds = models.FloatField(
         null=True, blank=True, help_text="Time Asterisk took over this deploy's reloads."
     )
+    worker = models.CharField(
+        max_length=120, blank=True, help_text="The process that ran it last: host:pid."
+    )
     replies = models.JSONField(default=list, blank=True, help_text="What Asterisk answered.")
     error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(

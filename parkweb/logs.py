@@ -11,7 +11,16 @@ import logging
 from datetime import UTC, datetime
 
 # The fields parkweb's own log lines carry beside their message.
-FIELDS = ("server", "tenants", "deployment", "outcome", "watcher", "state", "request_id")
+FIELDS = (
+    "server",
+    "tenants",
+    "deployment",
+    "outcome",
+    "worker",
+    "watcher",
+    "state",
+    "request_id",
+)
 
 
 class JsonFormatter(logging.Formatter):

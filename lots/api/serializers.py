@@ -304,6 +304,7 @@ class DeploymentSerializer(ModelSerializer):
             "started_at",
             "finished_at",
             "attempts",
+            "worker",
             "changes",
             "config_hash",
             "reloaded",

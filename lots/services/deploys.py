@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,6 +24,10 @@ from ..selectors import files_hash, last_good_deployment, server_config, server_
 from ..validation import lot_conflict_violations, lot_extensions, lot_field_violations
 
 log = logging.getLogger(__name__)
+
+# Which process ran a deployment, as the watchers' names say it (lots.supervisor): with
+# workers on several hosts, the one whose log to read.
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def config_changed(server_id: int, actor: Actor = SYSTEM, reason: str = "") -> None:
@@ -195,6 +201,7 @@ def _claim(server_id: int) -> Deployment | None:
     state, _ = ServerDeployState.objects.get_or_create(server_id=server_id)
     deployment.status = Deployment.Status.RUNNING
     deployment.started_at = timezone.now()
+    deployment.worker = WORKER
     deployment.attempts += 1
     deployment.next_attempt_at = None
     deployment.config_version = state.config_version
@@ -443,11 +450,12 @@ def _log_finished(deployment: Deployment) -> None:
     level = logging.INFO if deployment.status == Deployment.Status.OK else logging.ERROR
     log.log(
         level,
-        "deployment %s on %s: %s after %.2f s (tenants: %s)%s",
+        "deployment %s on %s: %s after %.2f s by %s (tenants: %s)%s",
         deployment.pk,
         deployment.server.name,
         deployment.status,
         took,
+        deployment.worker or WORKER,
         ", ".join(tenants) or "none",
         f": {deployment.error}" if deployment.error else "",
         extra={
@@ -455,6 +463,7 @@ def _log_finished(deployment: Deployment) -> None:
             "deployment": deployment.pk,
             "outcome": deployment.status,
             "tenants": tenants,
+            "worker": deployment.worker or WORKER,
         },
     )
 

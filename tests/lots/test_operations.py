@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -339,6 +340,7 @@ def test_a_deploy_left_running_by_a_dead_worker_is_run_again_when_a_worker_start
     again = Deployment.objects.filter(server=server).exclude(pk=left.pk).get()
     assert again.reason.startswith("redeploy: the last deploy was interrupted")
     assert again.status == "pending" and again.attempts == 1  # tried: Asterisk unreachable
+    assert again.worker == f"{socket.gethostname()}:{os.getpid()}"  # who tried
 
 
 def test_json_logs_carry_the_deploy_fields():

@@ -442,6 +442,10 @@ def test_web_and_workers_on_separate_hosts(site, asterisk):
         timeout=10,
         what="a worker's log of the deploy",
     )
+    # The deployment names the worker that ran it (host:pid), for an operator to find.
+    assert deployment.worker in {f"{w.host.hostname}:{w.pid}" for w in deployed_on}, (
+        deployment.worker
+    )
 
     # The board on the web host, as a tenant operator sees it.
     board = Board(
