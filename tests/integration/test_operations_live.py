@@ -104,7 +104,7 @@ def test_metrics_count_a_deploy_and_a_parked_call(site, asterisk, settings):
 
 
 class Forwarder:
-    """tests.multihost.forwarder in a process of its own: killing it is a dependency
+    """tests.forwarder in a process of its own: killing it is a dependency
     going away (every connection through it drops); starting it again on the same port
     brings it back."""
 
@@ -118,7 +118,7 @@ class Forwarder:
             [
                 sys.executable,
                 "-m",
-                "tests.multihost.forwarder",
+                "tests.forwarder",
                 f"127.0.0.1:{self.port}={self.target}",
             ],
             cwd=django_settings.BASE_DIR,

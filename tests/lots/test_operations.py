@@ -34,8 +34,9 @@ from lots.supervisor import RedisLeases
 from parkweb.logs import JsonFormatter
 from tests.factories import make_context, make_lot, make_phones, make_server, make_tenant
 from tests.integration.workers import isolated_redis_url
+from tests.production.env import METRICS_TOKEN, production_env
 
-TOKEN = "a-metrics-token-long-enough-0123"
+TOKEN = METRICS_TOKEN
 ROOT = Path(django_settings.BASE_DIR)
 
 
@@ -359,22 +360,11 @@ def test_json_logs_carry_the_deploy_fields():
 
 def _production_env(**overrides) -> dict:
     """deploy/parkweb.env as an operator fills it in, on a local SQLite database."""
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
-    for line in (ROOT / "deploy" / "parkweb.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            env[name] = value
-    from cryptography.fernet import Fernet
-
-    env.update(
-        SECRET_KEY="k" * 20 + "-production-secret-key-of-fifty-or-more-chars-0123",
-        PARKWEB_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        PARKWEB_METRICS_TOKEN=TOKEN,
+    return production_env(
         DATABASE_URL="sqlite:////tmp/parkweb-check-deploy.sqlite3",
         STATIC_ROOT="/tmp/parkweb-check-deploy-static",
+        **overrides,
     )
-    env.update(overrides)
-    return env
 
 
 def _check_deploy(env: dict) -> subprocess.CompletedProcess:

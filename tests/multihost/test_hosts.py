@@ -3,7 +3,7 @@ PostgreSQL, Redis and the Asterisk over a network.
 
 Each host is a network namespace of its own (tests/multihost/hosts.py) with its own
 address and host name. PostgreSQL, Redis and the sandbox Asterisk's AMI listen on this
-machine's loopback only; a forwarder in the root namespace (tests/multihost/forwarder.py)
+machine's loopback only; a forwarder in the root namespace (tests/forwarder.py)
 makes them reachable at each host's gateway, so the hosts reach them over their links.
 
     host "web"  (namespace pw-web-<pid>):  daphne, a Celery worker (deploys, watchers)
@@ -76,7 +76,7 @@ DAPHNE = [sys.executable, "-m", "daphne"]
 
 
 class Forwarder:
-    """tests/multihost/forwarder.py in the root namespace: loopback services made
+    """tests/forwarder.py in the root namespace: loopback services made
     reachable at the hosts' gateways."""
 
     def __init__(self, routes: dict[str, str]):
@@ -84,7 +84,7 @@ class Forwarder:
         self.log_path = LOGS / "forwarder.log"
         with open(self.log_path, "w") as log:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "tests.multihost.forwarder"]
+                [sys.executable, "-m", "tests.forwarder"]
                 + [f"{listen}={target}" for listen, target in routes.items()],
                 cwd=BASE,
                 stdout=log,

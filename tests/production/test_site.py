@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
 import re
 import shlex
 import shutil
@@ -30,7 +29,6 @@ from urllib.parse import urlencode
 
 import pytest
 import websockets
-from cryptography.fernet import Fernet
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -38,36 +36,20 @@ from django.db import connection
 from tenants.models import Membership, Role
 from tests.factories import make_tenant
 from tests.integration.workers import isolated_redis_url, shared_test_database_url
+from tests.production.env import METRICS_TOKEN, production_env
 
 pytestmark = pytest.mark.integration
 
 BASE = Path(settings.BASE_DIR)
 DEPLOY = BASE / "deploy"
 SITE = "parkweb.example.com"
-TOKEN = "a-metrics-token-long-enough-0123"
+TOKEN = METRICS_TOKEN
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def production_env(**overrides: str) -> dict[str, str]:
-    """deploy/parkweb.env with its placeholders filled in, as an operator would."""
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
-    for line in (DEPLOY / "parkweb.env").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            env[name] = value
-    env.update(
-        SECRET_KEY="production-" + "s" * 60,
-        PARKWEB_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        PARKWEB_METRICS_TOKEN=TOKEN,
-    )
-    env.update(overrides)
-    assert not [v for v in env.values() if v.startswith("change-me")]
-    return env
 
 
 def daphne_command(port: int) -> list[str]:
@@ -116,6 +98,7 @@ def production(transactional_db, tmp_path):
         PARKWEB_METRICS_ALLOW="10.0.0.0/8",
         PARKWEB_WORKER_WATCHERS="0",
     )
+    assert not [v for v in env.values() if v.startswith("change-me")]
     manage = [sys.executable, "manage.py"]
     check = subprocess.run(
         [*manage, "check", "--deploy", "--fail-level", "WARNING"],

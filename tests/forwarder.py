@@ -1,7 +1,7 @@
 """A small TCP forwarder: makes services that listen on loopback reachable at other
 addresses, without touching their configuration.
 
-    python -m tests.multihost.forwarder 10.231.1.1:5432=127.0.0.1:5432 ...
+    python -m tests.forwarder 10.231.1.1:5432=127.0.0.1:5432 ...
 
 Each argument is LISTEN_HOST:PORT=TARGET_HOST:PORT. When the listening port is taken (a
 service that listens on every address, say), another one is picked. Prints one line per
