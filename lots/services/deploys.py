@@ -241,7 +241,12 @@ def _execute(deployment: Deployment) -> str:
     server = deployment.server
     state = ServerDeployState.objects.get(server_id=server.pk)
     if deployment.config_hash == state.deployed_hash and not deployment.forced:
-        _finish(deployment, Deployment.Status.OK, reason_suffix="unchanged: no reload sent")
+        _finish(
+            deployment,
+            Deployment.Status.OK,
+            reason_suffix="unchanged: no reload sent",
+            before=deployment.res_parking_conf,
+        )
         _mark_live(deployment)
         return Outcome.DONE
 
@@ -273,13 +278,12 @@ def _execute(deployment: Deployment) -> str:
     if deployment.set_aside:
         names = ", ".join(lot["lot"] for lot in deployment.set_aside)
         suffix = f"set aside, not live: {names}"
+    before = last_good.get(deploy.RES_PARKING)
+    _finish(deployment, outcome.status, reason_suffix=suffix, before=before)
     if outcome.status == Deployment.Status.OK:
-        _finish(deployment, outcome.status, reason_suffix=suffix)
         _mark_live(deployment)
         deployment.replies.append(hints_sync(server, files))
         deployment.save(update_fields=["replies"])
-    else:
-        _finish(deployment, outcome.status, reason_suffix=suffix)
     return Outcome.DONE
 
 
@@ -423,26 +427,20 @@ def _first_extension(lot: ParkingLot, taken: set[str]) -> str:
     return min((e for e in taken if extensions.has_space(e)), key=int, default="")
 
 
-def _finish(deployment: Deployment, status: str, reason_suffix: str = "") -> None:
+def _finish(
+    deployment: Deployment, status: str, *, reason_suffix: str = "", before: str | None
+) -> None:
+    """End the deployment; `before` is the res_parking.conf Asterisk ran before it."""
     deployment.status = status
     deployment.finished_at = timezone.now()
     if reason_suffix:
         deployment.reason = f"{deployment.reason} ({reason_suffix})"[-200:]
     deployment.save()
-    _log_finished(deployment)
+    _log_finished(deployment, before)
 
 
-def _log_finished(deployment: Deployment) -> None:
+def _log_finished(deployment: Deployment, before: str | None) -> None:
     """One line per deploy, with the tenants whose lots it changed (see parkweb.logs)."""
-    before = (
-        Deployment.objects.filter(
-            server_id=deployment.server_id, status=Deployment.Status.OK, pk__lt=deployment.pk
-        )
-        .exclude(res_parking_conf="")
-        .order_by("-pk")
-        .values_list("res_parking_conf", flat=True)
-        .first()
-    )
     changed = deploy.changed_sections(before, deployment.res_parking_conf) or set()
     # A lot's section is `<tenant slug>_<lot slug>` (ParkingLot.asterisk_name).
     tenants = sorted({name.partition("_")[0] for name in changed if "_" in name})
