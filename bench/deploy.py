@@ -59,8 +59,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from lots import services  # noqa: E402
-from lots.asterisk import actions, confgen  # noqa: E402
+from lots import rules, services  # noqa: E402
+from lots.asterisk import actions, comeback, confgen  # noqa: E402
 from lots.asterisk.ami import AmiClient  # noqa: E402
 from lots.models import (  # noqa: E402
     AsteriskServer,
@@ -146,6 +146,45 @@ def live_and_bare(
         bare.append(asyncio.run(reload_by_hand(text)))
         deploy_now(server)  # parkweb's own file back, and Asterisk running it
     return statistics.median(live), statistics.median(inside), statistics.median(bare)
+
+
+def policy_live(server: AsteriskServer, box: Sandbox, repeat: int = 5) -> dict:
+    """Every lot with parkweb's timeout chain (the generated dialplan), then medians, in
+    seconds, of one lot's comeback ring time changed and saved until its deployment is
+    verified live: with the chain (a dialplan change only), and for the same change on a
+    lot without it (res_parking's comebackdialtime: a reload)."""
+    ParkingLot.objects.filter(server=server).update(timeout_policy=rules.TIMEOUT_CHAIN)
+    start = time.perf_counter()
+    first = deploy_now(server)
+    figures = {"first": time.perf_counter() - start, "reloads": 0, "dialplan_ok": 0}
+    figures["first_dialplan"] = sum(
+        r.get("seconds", 0) for r in first.replies if r["action"] == "dialplan"
+    )
+    lot = ParkingLot.objects.filter(server=server).order_by("pk").first()
+    chain, plain = [], []
+    for i in range(repeat):
+        for samples, policy in ((chain, rules.TIMEOUT_CHAIN), (plain, rules.TIMEOUT_ASTERISK)):
+            if lot.timeout_policy != policy:  # switch outside the timing
+                services.lot_update(lot, timeout_policy=policy)
+            began = timezone.now()
+            services.lot_update(lot, comebackdialtime=21 + i + (10 if samples is plain else 0))
+            deployment = Deployment.objects.filter(server=server).order_by("-pk").first()
+            assert deployment.status == "ok", deployment.error
+            samples.append((deployment.finished_at - began).total_seconds())
+            if samples is chain:
+                figures["reloads"] += deployment.reloaded
+                wanted = comeback.parse(deployment.dialplan_conf)
+                context = confgen.timeout_context(lot.asterisk_name)
+
+                async def check(wanted=wanted, context=context) -> list[str]:
+                    async with box.ami() as ami:
+                        return await comeback.differences(ami, wanted, [context])
+
+                figures["dialplan_ok"] += not asyncio.run(check())
+    ParkingLot.objects.filter(server=server).update(timeout_policy=rules.TIMEOUT_ASTERISK)
+    deploy_now(server)
+    figures.update(chain=statistics.median(chain), plain=statistics.median(plain))
+    return figures
 
 
 def originate_times(box: Sandbox, text: str) -> tuple[float, float]:
@@ -308,6 +347,42 @@ def measure(box: Sandbox) -> None:
         ]
         print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
     right = [counts(label, **figures) for label, figures in live_counts]
+    print("\ntimeout chain on every lot; one lot's ring-back time changed (medians of 5):")
+    header = (
+        "lots",
+        "first deploy of every chain s",
+        "its dialplan s",
+        "chain change save-to-live ms",
+        "reloads",
+        "same change via res_parking ms",
+        "target < 100 ms, no reload",
+    )
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for size in [int(s) for s in ARGS.sizes.split(",")]:
+        populate(server, tenant, size)
+        deploy_now(server)
+        policy = policy_live(server, box)
+        met = policy["chain"] < 0.1 and policy["reloads"] == 0
+        cells = [
+            size,
+            f"{policy['first']:.1f}",
+            f"{policy['first_dialplan']:.1f}",
+            f"{policy['chain'] * 1000:.0f}",
+            policy["reloads"],
+            f"{policy['plain'] * 1000:.0f}",
+            "met" if met else "MISSED",
+        ]
+        print("| " + " | ".join(str(cell) for cell in cells) + " |", flush=True)
+        right.append(
+            counts(
+                f"{size} lots, chain changes live without a reload",
+                expected=5,
+                seen=policy["dialplan_ok"],
+                duplicate=0,
+                errors=policy["reloads"],
+            )
+        )
     if ARGS.burst:
         lots = 20 if ARGS.smoke else 100
         reloads, elapsed, failed = burst(server, tenant, ARGS.burst, lots)

@@ -13,6 +13,7 @@ from parkweb.errors import DomainError
 from parkweb.forms import ReadOnlyAdmin, ServiceAdmin, ServiceForm
 
 from . import options, services
+from .forms import chain_fields_optional
 from .models import (
     AsteriskServer,
     Deployment,
@@ -322,6 +323,10 @@ class HeldFilter(admin.SimpleListFilter):
 
 
 class LotForm(ServiceForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        chain_fields_optional(self)
+
     def write(self, lot):
         return services.lot_save(lot, actor=self.actor)
 
@@ -365,7 +370,7 @@ class ParkingLotAdmin(ServiceAdmin):
         self.message_user(request, f"{count} lot(s) will be deployed again.", messages.SUCCESS)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name in ("context", "comebackcontext"):
+        if db_field.name in ("context", "comebackcontext", "fallback_context"):
             kwargs["queryset"] = DialplanContext.objects.select_related("server", "tenant")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 

@@ -40,6 +40,8 @@ def call_data(call: ParkedCall) -> dict:
         "timeout_at": _iso(call.timeout_at),
         "ended_at": _iso(call.ended_at),
         "outcome": call.outcome or None,
+        "after_timeout": call.after_timeout or None,
+        "reminders_sent": call.reminders_sent,
         "retriever_channel": call.retriever_channel,
         "retriever_caller_id_num": call.retriever_caller_id_num,
         "retriever_caller_id_name": call.retriever_caller_id_name,

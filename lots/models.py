@@ -307,6 +307,86 @@ class ParkingLot(ConstraintFieldsMixin, ImmutableFieldsMixin, models.Model):
         verbose_name="come back context",
         help_text="Where timed-out calls go when they do not come back to origin.",
     )
+    # parkweb's own timeout chain (lots.asterisk.comeback): generated dialplan, not
+    # res_parking options. With it on, res_parking sends timed-out calls to the lot's
+    # generated context (comebacktoorigin and comebackcontext above are not used).
+    timeout_policy = models.CharField(
+        "when the parking time runs out",
+        max_length=8,
+        default=rules.TIMEOUT_ASTERISK,
+        choices=[
+            (rules.TIMEOUT_ASTERISK, "as Asterisk does it (the come-back options above)"),
+            (rules.TIMEOUT_CHAIN, "ring the parker back, then a fallback (parkweb's dialplan)"),
+        ],
+    )
+    comeback_ring_parker = models.BooleanField(
+        "ring the parker back first",
+        default=True,
+        help_text="Ring the phone that parked the call for the come-back dial time; "
+        "if nobody answers, the fallback follows.",
+    )
+    comeback_cid_prefix = models.CharField(
+        "caller ID prefix",
+        max_length=8,
+        blank=True,
+        help_text="Put before the returning call's name with its space: 'P' shows "
+        "'P701 Jane Doe' on the parker's phone. Empty: the name as it is.",
+    )
+    comeback_alert_info = models.CharField(
+        "distinctive ring (Alert-Info)",
+        max_length=100,
+        blank=True,
+        help_text="Sent to SIP phones with the returning call, like "
+        "<urn:alert:service:call-waiting> or info=alert-internal.",
+    )
+    comeback_announcement = models.CharField(
+        "announcement to the parker",
+        max_length=120,
+        blank=True,
+        help_text="A sound played to the parker on answering, before connecting.",
+    )
+    fallback = models.CharField(
+        "then, if nobody answers",
+        max_length=11,
+        default=rules.FALLBACK_HANGUP,
+        choices=[
+            (rules.FALLBACK_HANGUP, "hang up"),
+            (rules.FALLBACK_DESTINATION, "send the call to an extension"),
+            (rules.FALLBACK_REPARK, "park it again"),
+        ],
+    )
+    fallback_context = models.ForeignKey(
+        DialplanContext,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="fallback_lots",
+        verbose_name="fallback context",
+        help_text="The context of the fallback extension: one of the tenant's own.",
+    )
+    fallback_extension = models.CharField(
+        "fallback extension",
+        max_length=40,
+        blank=True,
+        help_text="Like 200 (the reception) or a ring group's or voicemail's extension.",
+    )
+    repark_limit = models.PositiveSmallIntegerField(
+        "park again at most (times)",
+        default=1,
+        help_text="How many more times a call is parked again before it is hung up.",
+    )
+    reminder_seconds = models.PositiveIntegerField(
+        "remind the parker every (s)",
+        default=0,
+        help_text="While the call stays parked, ring the parker's phone this often; "
+        "answering picks the call up. 0: no reminders.",
+    )
+    reminder_announcement = models.CharField(
+        "reminder announcement",
+        max_length=120,
+        blank=True,
+        help_text="A sound played to the parker on answering a reminder.",
+    )
     courtesytone = models.CharField("courtesy tone", max_length=120, blank=True)
     parkedplay = _party_field("play courtesy tone to", default="caller")
     parkedcalltransfers = _party_field("transfers after pickup")
@@ -440,6 +520,9 @@ class Deployment(models.Model):
     config_hash = models.CharField(max_length=64, blank=True)
     res_parking_conf = models.TextField(blank=True)
     features_conf = models.TextField(blank=True)
+    dialplan_conf = models.TextField(
+        blank=True, help_text="parkweb_timeout.conf: the generated timeout chains."
+    )
     diff = models.TextField(blank=True, help_text="Unified diff against the last good config.")
     changes = models.PositiveIntegerField(
         default=1, help_text="Changes carried: saves made while it was queued join it."
@@ -498,6 +581,15 @@ class ParkedCall(models.Model):
         SWAPPED = "swapped", "swapped"
         LOST = "lost", "lost (ended while parkweb was disconnected)"
 
+    class AfterTimeout(models.TextChoices):
+        """What the lot's timeout chain did with a timed-out call (its dialplan says so
+        in a UserEvent, lots.asterisk.comeback)."""
+
+        ANSWERED = "answered", "answered by the parker"
+        FALLBACK = "fallback", "sent to the fallback"
+        REPARKED = "reparked", "parked again"
+        HUNG_UP = "hung_up", "hung up"
+
     server = models.ForeignKey(AsteriskServer, on_delete=models.CASCADE, related_name="+")
     # Null for a lot parkweb does not manage: its events are kept, never dropped.
     lot = models.ForeignKey(
@@ -520,6 +612,8 @@ class ParkedCall(models.Model):
     timeout_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
+    after_timeout = models.CharField(max_length=10, choices=AfterTimeout.choices, blank=True)
+    reminders_sent = models.PositiveIntegerField(default=0)
     retriever_channel = models.CharField(max_length=200, blank=True)
     retriever_caller_id_num = models.CharField(max_length=80, blank=True)
     retriever_caller_id_name = models.CharField(max_length=80, blank=True)

@@ -46,8 +46,26 @@ OPTIONS: tuple[Option, ...] = (
     Option("findslot", BASICS, "findslot"),
 )
 
+# parkweb's timeout chain and reminders (lots.asterisk.comeback): the lot's own fields,
+# not res_parking options. They make the generated dialplan, and with the chain on, the
+# comeback options res_parking gets. `fallback_context` goes by name, like a context.
+CHAIN: tuple[str, ...] = (
+    "timeout_policy",
+    "comeback_ring_parker",
+    "comeback_cid_prefix",
+    "comeback_alert_info",
+    "comeback_announcement",
+    "fallback",
+    "fallback_context",
+    "fallback_extension",
+    "repark_limit",
+    "reminder_seconds",
+    "reminder_announcement",
+)
+CHAIN_PLAIN = tuple(field for field in CHAIN if field != "fallback_context")
+
 # The fields that are the lot's own and not res_parking options, by group.
-_OWN = {BASICS: (["name", "slug", "server"], ["enabled"])}
+_OWN = {BASICS: (["name", "slug", "server"], ["enabled"]), COMEBACK: ([], list(CHAIN))}
 
 
 def fields_of(group: str) -> list[str]:

@@ -42,6 +42,22 @@ RESERVED_CONTEXTS = frozenset(
 )
 
 
+# What happens when a call's parking time runs out (ParkingLot.timeout_policy, fallback).
+TIMEOUT_ASTERISK = "asterisk"
+TIMEOUT_CHAIN = "chain"
+FALLBACK_HANGUP = "hangup"
+FALLBACK_DESTINATION = "destination"
+FALLBACK_REPARK = "repark"
+REPARK_LIMIT_MAX = 5
+REMINDER_MIN, REMINDER_MAX = 5, 3600
+# A caller ID prefix and an Alert-Info value end up in dialplan application arguments:
+# nothing that separates arguments (',', '|'), ends one (')'), starts a variable ('$'),
+# quotes, or starts a comment in extensions.conf (';').
+CID_PREFIX_RE = re.compile(r"^[A-Za-z0-9 #*+.:_-]{0,8}\Z")
+ALERT_INFO_RE = re.compile(r"^[A-Za-z0-9<>:/._=@+-]{0,100}\Z")
+DESTINATION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9*#+]{0,39}\Z")
+
+
 # Said alike by every door (pages, API, admin) when a lot names what is not the tenant's.
 CONTEXT_NOT_OWNED = "Choose a context that this tenant owns on the lot's server."
 SERVER_NOT_OFFERED = "Choose a server where this tenant has a context."
@@ -162,6 +178,72 @@ def check_sound(field: str, value: str) -> list[Violation]:
             )
         ]
     return []
+
+
+def check_timeout_policy(
+    *,
+    policy: str,
+    cid_prefix: str,
+    alert_info: str,
+    fallback: str,
+    fallback_extension: str,
+    has_fallback_context: bool,
+    repark_limit: int | None,
+    reminder_seconds: int | None,
+) -> list[Violation]:
+    """The timeout chain's own fields (the sounds go through `check_sound`)."""
+    found = check_choice("timeout_policy", policy, (TIMEOUT_ASTERISK, TIMEOUT_CHAIN))
+    found += check_choice(
+        "fallback", fallback, (FALLBACK_HANGUP, FALLBACK_DESTINATION, FALLBACK_REPARK)
+    )
+    if not CID_PREFIX_RE.fullmatch(cid_prefix or ""):
+        found.append(
+            Violation(
+                "comeback_cid_prefix",
+                "cid_prefix_format",
+                "Use at most 8 characters: letters, digits, spaces and # * + . : _ -",
+            )
+        )
+    if not ALERT_INFO_RE.fullmatch(alert_info or ""):
+        found.append(
+            Violation(
+                "comeback_alert_info",
+                "alert_info_format",
+                "Use at most 100 characters: letters, digits and < > : / . _ = @ + - "
+                "(no spaces, commas or ';'), like <urn:alert:service:call-waiting>.",
+            )
+        )
+    if fallback_extension and not DESTINATION_RE.fullmatch(fallback_extension):
+        found.append(
+            Violation(
+                "fallback_extension",
+                "extension_format",
+                "Use 1-40 characters: letters, digits, '*', '#' or '+', starting with a "
+                "letter or digit (no patterns).",
+            )
+        )
+    if policy == TIMEOUT_CHAIN and fallback == FALLBACK_DESTINATION:
+        if not has_fallback_context:
+            found.append(
+                Violation(
+                    "fallback_context",
+                    "fallback_required",
+                    "Choose the context of the extension that unanswered calls go to.",
+                )
+            )
+        if not fallback_extension:
+            found.append(
+                Violation(
+                    "fallback_extension",
+                    "fallback_required",
+                    "Give the extension that unanswered calls go to.",
+                )
+            )
+    if repark_limit is not None:
+        found += check_range("repark_limit", repark_limit, 1, REPARK_LIMIT_MAX)
+    if reminder_seconds:
+        found += check_range("reminder_seconds", reminder_seconds, REMINDER_MIN, REMINDER_MAX)
+    return found
 
 
 def check_range(field: str, value: int | None, low: int, high: int) -> list[Violation]:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from tenants.models import Tenant
 from tenants.scoping import scoped
 
-from .asterisk import confgen, deploy
+from .asterisk import comeback, confgen, deploy
 from .models import (
     AsteriskServer,
     Deployment,
@@ -30,7 +30,7 @@ def server_lots(server: AsteriskServer) -> QuerySet[ParkingLot]:
     Asterisk refused; with everything config generation reads."""
     return (
         ParkingLot.objects.filter(server=server, enabled=True, held_reason="")
-        .select_related("tenant", "context", "comebackcontext")
+        .select_related("tenant", "context", "comebackcontext", "fallback_context")
         .order_by("pk")
     )
 
@@ -45,6 +45,7 @@ def server_lot_configs(server: AsteriskServer) -> list[confgen.LotConfig]:
         "tenant__slug",
         "context__name",
         "comebackcontext__name",
+        "fallback_context__name",
         *confgen.LotConfig.PLAIN,
     )
     return [
@@ -52,6 +53,7 @@ def server_lot_configs(server: AsteriskServer) -> list[confgen.LotConfig]:
             asterisk_name=asterisk_lot_name(row.pop("tenant__slug"), row.pop("slug")),
             context=row.pop("context__name"),
             comebackcontext=row.pop("comebackcontext__name"),
+            fallback_context=row.pop("fallback_context__name"),
             **row,
         )
         for row in rows
@@ -77,11 +79,35 @@ def held_sections(server: AsteriskServer) -> list[confgen.Section]:
 
 def server_config(server: AsteriskServer) -> dict[str, str]:
     """The files parkweb would write for the server now: {file name: text}."""
+    lots = server_lot_configs(server)
+    kept = held_sections(server)
     return {
-        "res_parking.conf": confgen.render_res_parking(
-            server, server_lot_configs(server), held_sections(server)
+        deploy.RES_PARKING: confgen.render_res_parking(server, lots, kept),
+        deploy.FEATURES: confgen.render_features(server),
+        deploy.DIALPLAN: comeback.render(
+            {**held_dialplan(server, kept), **comeback.wanted_dialplan(server, lots)}
         ),
-        "features.conf": confgen.render_features(server),
+    }
+
+
+def held_dialplan(
+    server: AsteriskServer, kept: list[confgen.Section]
+) -> dict[str, tuple[comeback.Priority, ...]]:
+    """The timeout contexts that the lots kept as they last ran (`held_sections`) send
+    their calls to, as they last ran too."""
+    wanted = {
+        options["comebackcontext"]
+        for options in (dict(section.options) for section in kept)
+        if options.get("comebackcontext", "").startswith(confgen.TIMEOUT_PREFIX)
+    }
+    last = last_good_deployment(server.pk) if wanted else None
+    if last is None:
+        return {}
+    previous = comeback.parse(last.dialplan_conf)
+    return {
+        context: previous[context]
+        for context in sorted(wanted | {comeback.ANSWERED_CONTEXT})
+        if context in previous
     }
 
 
@@ -116,6 +142,7 @@ def pending_change(server: AsteriskServer) -> PendingChange:
     last_good = {
         deploy.RES_PARKING: last.res_parking_conf if last else None,
         deploy.FEATURES: last.features_conf if last else None,
+        deploy.DIALPLAN: last.dialplan_conf if last else None,
     }
     state = ServerDeployState.objects.filter(server=server).first()
     return PendingChange(
@@ -192,6 +219,15 @@ class HistoryStats:
 
 
 HOUR = timedelta(hours=1)
+_OUTCOMES = dict(ParkedCall.Outcome.choices)
+_AFTER = dict(ParkedCall.AfterTimeout.choices)
+
+
+def outcome_label(outcome: str, after_timeout: str = "") -> str:
+    """How a parking episode ended, as people say it: 'timed out, then answered by the
+    parker' when the lot's timeout chain said what followed."""
+    label = _OUTCOMES.get(outcome, "still parked")
+    return f"{label}, then {_AFTER[after_timeout]}" if after_timeout in _AFTER else label
 
 
 def history_stats(calls: QuerySet[ParkedCall], start: datetime, end: datetime) -> HistoryStats:
@@ -200,15 +236,14 @@ def history_stats(calls: QuerySet[ParkedCall], start: datetime, end: datetime) -
     23 or 25 of them."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     rows = calls.filter(parked_at__gte=start, parked_at__lt=end).values_list(
-        "parked_at", "ended_at", "outcome"
+        "parked_at", "ended_at", "outcome", "after_timeout"
     )
     per_hour = [0] * max(1, round((end - start) / HOUR))
     outcomes: Counter[str] = Counter()
     waits = []
-    labels = dict(ParkedCall.Outcome.choices)
-    for parked, ended, outcome in rows:
+    for parked, ended, outcome, after in rows:
         per_hour[min(len(per_hour) - 1, int((parked - start) // HOUR))] += 1
-        outcomes[labels.get(outcome, "still parked")] += 1
+        outcomes[outcome_label(outcome, after)] += 1
         if ended:
             waits.append((ended - parked).total_seconds())
     local = [timezone.localtime(start + i * HOUR) for i in range(len(per_hour))]

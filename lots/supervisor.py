@@ -123,6 +123,9 @@ class DatabaseSink:
         if clock() - self.stats_written >= STATS_SECONDS:
             await self.write_stats()
 
+    async def step(self, step) -> None:
+        await _db(services.timeout_step_apply)(self.server_id, step.call, step.step)
+
     async def write_stats(self) -> None:
         """Add the events tallied since the last write to the server's health (read by
         /metrics and /readyz); one write a second at most, not one per event."""
@@ -259,8 +262,9 @@ class Supervisor:
             keep = server_id in wanted and not task.done()
             if not keep or not await asyncio.to_thread(self.leases.renew, server_id):
                 await self._unwatch(server_id)
-        for watcher in self._watchers.values():  # a tally left since the last event
-            await watcher.sink.write_stats()
+        for server_id, watcher in self._watchers.items():
+            await watcher.sink.write_stats()  # a tally left since the last event
+            await _db(services.reminders_send)(server_id)
         for server_id, server in wanted.items():
             if server_id in self._watching:
                 continue

@@ -41,9 +41,10 @@ def recover_deployments() -> int:
 
 @shared_task
 def hints_sync(server_id: int) -> dict:
-    """After a watcher (re)connects: a restarted Asterisk has lost parkweb's lamps."""
+    """After a watcher (re)connects: a restarted Asterisk has lost parkweb's lamps and
+    its generated timeout contexts."""
     server = AsteriskServer.objects.filter(pk=server_id).first()
-    return services.hints_sync(server) if server else {}
+    return services.hints_sync(server, dialplan=True) if server else {}
 
 
 @shared_task

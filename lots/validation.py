@@ -80,7 +80,7 @@ def lot_extensions(lot: ParkingLot) -> rules.LotExtensions:
 
 def _owned_context_violations(lot: ParkingLot) -> list[rules.Violation]:
     violations = []
-    for field in ("context", "comebackcontext"):
+    for field in ("context", "comebackcontext", "fallback_context"):
         context = getattr(lot, field)
         if context is None:
             continue
@@ -92,7 +92,8 @@ def _owned_context_violations(lot: ParkingLot) -> list[rules.Violation]:
                     rules.CONTEXT_NOT_OWNED,
                 )
             )
-    if not lot.comebacktoorigin and lot.comebackcontext_id is None:
+    chain = lot.timeout_policy == rules.TIMEOUT_CHAIN
+    if not chain and not lot.comebacktoorigin and lot.comebackcontext_id is None:
         violations.append(
             rules.Violation(
                 "comebackcontext",
@@ -119,6 +120,18 @@ def lot_field_violations(lot: ParkingLot) -> list[rules.Violation]:
         ),
         *rules.check_moh_class("parkedmusicclass", lot.parkedmusicclass),
         *rules.check_sound("courtesytone", lot.courtesytone),
+        *rules.check_sound("comeback_announcement", lot.comeback_announcement),
+        *rules.check_sound("reminder_announcement", lot.reminder_announcement),
+        *rules.check_timeout_policy(
+            policy=lot.timeout_policy,
+            cid_prefix=lot.comeback_cid_prefix,
+            alert_info=lot.comeback_alert_info,
+            fallback=lot.fallback,
+            fallback_extension=lot.fallback_extension,
+            has_fallback_context=lot.fallback_context_id is not None,
+            repark_limit=lot.repark_limit,
+            reminder_seconds=lot.reminder_seconds,
+        ),
         *rules.check_choice("findslot", lot.findslot, rules.FINDSLOT_CHOICES),
         *[
             violation

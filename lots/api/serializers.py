@@ -153,8 +153,9 @@ class TenantContextSerializer(ContextSerializer):
         fields = ["id", "server", "name", "description"]
 
 
-# The res_parking options that the API reads and writes as they are (lots.options).
-LOT_OPTIONS = list(options.PLAIN)
+# The res_parking options, then the timeout chain's own fields, that the API reads and
+# writes as they are (lots.options).
+LOT_OPTIONS = [*options.PLAIN, *options.CHAIN_PLAIN]
 
 
 def lot_data(lot: ParkingLot) -> dict:
@@ -168,6 +169,7 @@ def lot_data(lot: ParkingLot) -> dict:
         "context": lot.context.name,
         "comebackcontext": lot.comebackcontext.name if lot.comebackcontext else None,
         **{field: getattr(lot, field) for field in LOT_OPTIONS},
+        "fallback_context": lot.fallback_context.name if lot.fallback_context else None,
         "asterisk_name": lot.asterisk_name,
         "set_aside": set_aside(lot),
         "created_at": lot.created_at.isoformat().replace("+00:00", "Z"),
@@ -206,6 +208,15 @@ class LotSerializer(ModelSerializer):
         allow_null=True,
         help_text="Name of one of your contexts, for calls that do not come back to origin.",
     )
+    fallback_context = serializers.CharField(
+        max_length=63,
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text="Name of one of your contexts: where the fallback extension is, for a "
+        "timeout chain whose fallback is `destination`.",
+    )
     asterisk_name = serializers.CharField(read_only=True)
     set_aside = serializers.JSONField(
         read_only=True,
@@ -225,6 +236,7 @@ class LotSerializer(ModelSerializer):
             "context",
             "comebackcontext",
             *LOT_OPTIONS,
+            "fallback_context",
             "asterisk_name",
             "set_aside",
             "created_at",
@@ -266,6 +278,10 @@ class LotSerializer(ModelSerializer):
         if "comebackcontext" in attrs:
             attrs["comebackcontext"] = self._own_context(
                 server, attrs["comebackcontext"], "comebackcontext"
+            )
+        if "fallback_context" in attrs:
+            attrs["fallback_context"] = self._own_context(
+                server, attrs["fallback_context"], "fallback_context"
             )
         return attrs
 
@@ -345,6 +361,15 @@ class ParkedCallSerializer(ModelSerializer):
         help_text="null while the call is parked",
     )
 
+    after_timeout = serializers.ChoiceField(
+        choices=ParkedCall.AfterTimeout.choices,
+        read_only=True,
+        allow_null=True,
+        help_text="For a call that timed out in a lot with parkweb's timeout chain: what "
+        "followed (answered by the parker, sent to the fallback, parked again, hung up). "
+        "null otherwise, or until the chain says.",
+    )
+
     def to_representation(self, call):
         return call_data(call)
 
@@ -365,6 +390,8 @@ class ParkedCallSerializer(ModelSerializer):
             "timeout_at",
             "ended_at",
             "outcome",
+            "after_timeout",
+            "reminders_sent",
             "retriever_channel",
             "retriever_caller_id_num",
             "retriever_caller_id_name",

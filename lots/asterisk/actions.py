@@ -131,6 +131,93 @@ async def hint_remove(ami: AmiClient, context: str, extension: str) -> AmiRespon
     )
 
 
+# The applications parkweb's generated dialplan runs (lots.asterisk.comeback), and the
+# extensions it uses: nothing else is ever added or removed over AMI.
+GENERATED_APPS = frozenset(
+    {
+        "NoOp",
+        "GotoIf",
+        "Set",
+        "Dial",
+        "Goto",
+        "Park",
+        "UserEvent",
+        "Hangup",
+        "Playback",
+        "Bridge",
+        "Return",
+    }
+)
+GENERATED_EXTEN_RE = re.compile(r"s|remind|alert|_\[0-9A-Za-z\]\.")
+GENERATED_CONTEXT_RE = re.compile(r"parkweb-timeout-[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def _generated(context: str, exten: str, priority: int) -> None:
+    if not GENERATED_CONTEXT_RE.fullmatch(context or ""):
+        raise AmiRefused(f"not a context parkweb generates: {context[:60]!r}")
+    if not GENERATED_EXTEN_RE.fullmatch(exten or ""):
+        raise AmiRefused(f"not an extension parkweb generates: {exten[:60]!r}")
+    if not 1 <= int(priority) <= 99:
+        raise AmiRefused(f"not a priority parkweb generates: {priority!r}")
+
+
+async def extension_add(
+    ami: AmiClient, context: str, exten: str, priority: int, app: str, data: str
+) -> AmiResponse:
+    """Put one priority of parkweb's generated dialplan into the live dialplan (replacing
+    what holds that priority): pbx_config keeps it, nobody's dialplan is reloaded."""
+    _generated(context, exten, priority)
+    if app not in GENERATED_APPS:
+        raise AmiRefused(f"not an application parkweb generates: {app[:40]!r}")
+    return await ami.checked_action(
+        "DialplanExtensionAdd",
+        Context=context,
+        Extension=exten,
+        Priority=str(int(priority)),
+        Application=app,
+        ApplicationData=data,
+        Replace="yes",
+    )
+
+
+async def extension_remove(ami: AmiClient, context: str, exten: str, priority: int) -> AmiResponse:
+    _generated(context, exten, priority)
+    return await ami.checked_action(
+        "DialplanExtensionRemove", Context=context, Extension=exten, Priority=str(int(priority))
+    )
+
+
+async def remind(
+    ami: AmiClient,
+    *,
+    dial: str,
+    context: str,
+    parked_uniqueid: str,
+    space: int | None,
+    channel_id: str,
+) -> AmiResponse:
+    """Ring the parker (`dial`, the parker's own channel as Asterisk reported it) with a
+    reminder: answered, it runs `remind` in the lot's generated context, which plays the
+    announcement and bridges the phone to exactly the parked call."""
+    _generated(context, "remind", 1)
+    reply = await ami.action(
+        "Originate",
+        Channel=_channel(dial),
+        Context=context,
+        Exten="remind",
+        Priority="1",
+        Variable=f"PARKWEB_CALL={_channel(parked_uniqueid)},PARKWEB_SPACE={int(space or 0)}",
+        CallerID=f'"Parked {space or ""} waiting" <{space or ""}>',
+        Timeout=str(RING_SECONDS * 1000),
+        Async="true",
+        ChannelId=_channel(channel_id),
+        OtherChannelId=_channel(f"{channel_id}-2"),
+    )
+    if not reply.success:
+        raise AmiError(reply.message or "Originate failed")
+    return reply
+
+
 # -- calls -------------------------------------------------------------------------------------
 
 

@@ -17,17 +17,24 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from . import actions, confgen, confparse, verify
+from . import actions, comeback, confgen, confparse, verify
 from .ami import AmiActionError, AmiClient, AmiResponse
 from .confgen import Section
 
 RES_PARKING = "res_parking.conf"
 FEATURES = "features.conf"
+# parkweb's generated dialplan (lots.asterisk.comeback): made live with
+# DialplanExtensionAdd/Remove, never by reloading a module.
+DIALPLAN = comeback.DIALPLAN
 MODULE_OF = {RES_PARKING: "res_parking.so", FEATURES: "features"}
 LAST_GOOD_SUFFIX = ".last-good"
 RELOAD_IN_PROGRESS = "A reload is in progress"
 # What parkweb puts back when there is no earlier good file at all.
-EMPTY = {RES_PARKING: "[general]\n", FEATURES: "[general]\n\n[featuremap]\n"}
+EMPTY = {
+    RES_PARKING: "[general]\n",
+    FEATURES: "[general]\n\n[featuremap]\n",
+    DIALPLAN: comeback.render({}),
+}
 
 
 class ConfigStore(Protocol):
@@ -309,18 +316,64 @@ async def _load(
     files: dict[str, str],
     keep: dict[str, str | None],
     replies: list[dict],
+    live: dict[str, str | None],
 ) -> list[AmiResponse]:
-    for name, text in files.items():
+    """Write the files and make them live: the generated dialplan first (so that a lot's
+    timeout context exists before res_parking sends calls to it), then reload the modules.
+    `live` is what Asterisk is believed to run now (the dialplan is changed where it
+    differs)."""
+    if DIALPLAN in files:
+        await load_dialplan(ami, store, live.get(DIALPLAN), files[DIALPLAN], replies)
+    modules = [name for name in files if name in MODULE_OF]
+    for name in modules:
         if keep.get(name) is not None:
             await store.keep_last_good(name, keep[name])
-        await store.replace(name, text)
-    return [await reload(ami, MODULE_OF[name], replies) for name in files]
+        await store.replace(name, files[name])
+    return [await reload(ami, MODULE_OF[name], replies) for name in modules]
+
+
+async def load_dialplan(
+    ami: AmiClient, store: ConfigStore, before: str | None, text: str, replies: list[dict]
+) -> None:
+    """Put the generated dialplan into the live dialplan, changing only the contexts that
+    differ from `before` (all of them when it is unknown), then into its file. The file
+    only matters at the next restart or `dialplan reload`: if it cannot be written (an
+    AMI delivery whose PBX lacks the empty file), that is recorded, not fatal."""
+    started = time.perf_counter()
+    old, new = comeback.parse(before), comeback.parse(text)
+    contexts = comeback.changed_contexts(old, new) if before is not None else {*old, *new}
+    changes = await comeback.sync(ami, new, contexts)
+    reply: dict = {
+        "action": "dialplan",
+        "contexts": len(contexts),
+        "changes": changes[:50],
+        "count": len(changes),
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+    try:
+        await store.replace(DIALPLAN, text)
+    except (AmiActionError, OSError) as exc:
+        reply["file_error"] = str(exc)
+    replies.append(reply)
+
+
+async def dialplan_differences(
+    ami: AmiClient, before: str | None, text: str, replies: list[dict]
+) -> list[str]:
+    """What the live dialplan holds that differs from `text`, in the contexts that
+    changed since `before` (all when unknown)."""
+    old, new = comeback.parse(before), comeback.parse(text)
+    contexts = comeback.changed_contexts(old, new) if before is not None else {*old, *new}
+    problems = await comeback.differences(ami, new, contexts)
+    replies.append({"action": "verify dialplan", "contexts": len(contexts), "problems": problems})
+    return problems
 
 
 async def apply(ami: AmiClient, store: ConfigStore, plan: Plan) -> Outcome:
-    """Write the changed files, reload their modules, verify; on failure restore the last
-    good files, reload and verify them. A lost connection propagates (AmiConnectError,
-    AmiTimeout): the caller retries the whole deploy later."""
+    """Write the changed files, make them live (reload their modules; change the live
+    dialplan), verify; on failure restore the last good files, make them live and verify
+    them. A lost connection propagates (AmiConnectError, AmiTimeout): the caller retries
+    the whole deploy later."""
     changed = {
         name: text
         for name, text in plan.files.items()
@@ -329,9 +382,12 @@ async def apply(ami: AmiClient, store: ConfigStore, plan: Plan) -> Outcome:
     outcome = Outcome(status="ok")
     if not changed:
         return outcome
+    modules = any(name in MODULE_OF for name in changed)
     try:
-        responses = await _load(ami, store, changed, plan.last_good, outcome.replies)
-        outcome.reloaded = True
+        responses = await _load(
+            ami, store, changed, plan.last_good, outcome.replies, plan.last_good
+        )
+        outcome.reloaded = modules
         refused = [r for r in responses if not r.success]
         if refused:
             outcome.status = "failed"
@@ -339,12 +395,19 @@ async def apply(ami: AmiClient, store: ConfigStore, plan: Plan) -> Outcome:
                 r.message or "error" for r in refused
             )
         else:
-            lots = (
-                None
-                if plan.force
-                else changed_sections(plan.last_good.get(RES_PARKING), plan.files[RES_PARKING])
-            )
-            problems = await running_differences(ami, plan.files, outcome.replies, lots)
+            problems = []
+            if modules:
+                lots = (
+                    None
+                    if plan.force
+                    else changed_sections(plan.last_good.get(RES_PARKING), plan.files[RES_PARKING])
+                )
+                problems += await running_differences(ami, plan.files, outcome.replies, lots)
+            if DIALPLAN in changed:
+                before = None if plan.force else plan.last_good.get(DIALPLAN)
+                problems += await dialplan_differences(
+                    ami, before, changed[DIALPLAN], outcome.replies
+                )
             if not problems:
                 return outcome
             outcome.status = "rolled_back"
@@ -356,9 +419,15 @@ async def apply(ami: AmiClient, store: ConfigStore, plan: Plan) -> Outcome:
     previous = {name: plan.last_good.get(name) or EMPTY[name] for name in changed}
     expected = {RES_PARKING: plan.last_good.get(RES_PARKING) or EMPTY[RES_PARKING], **previous}
     try:
-        restore = await _load(ami, store, previous, {}, outcome.replies)
+        # The live dialplan may hold any part of the new one: every context that differs
+        # between the two is made the last good one's again.
+        restore = await _load(ami, store, previous, {}, outcome.replies, changed)
         if all(r.success for r in restore):
             problems = await running_differences(ami, expected, outcome.replies)
+            if DIALPLAN in previous:
+                problems += await dialplan_differences(
+                    ami, changed[DIALPLAN], previous[DIALPLAN], outcome.replies
+                )
         else:
             problems = ["Asterisk refused the last good config too"]
     except (AmiActionError, OSError) as exc:

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from . import actions, events
+from . import actions, comeback, events
 from .ami import AmiClient, AmiConnectError, AmiError
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,8 @@ class Sink(Protocol):
     ) -> None: ...
     # `arrived`: the loop's clock when the AMI message that made the event ready came in.
     async def apply(self, event: events.ParkingEvent, arrived: float) -> None: ...
+    # What a lot's timeout chain did with a timed-out call (lots.asterisk.comeback).
+    async def step(self, step: comeback.Step) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class ServerWatcher:
             self.target.port,
             self.target.username,
             self.target.secret,
-            events="call,system",
+            events="call,system,user",
             timeout=self.timeout,
             on_disconnect=lambda: queue.put_nowait(None),
         )
@@ -118,7 +120,7 @@ class ServerWatcher:
                 )
                 if stopping in done:
                     return
-                ready, arrived = [], clock()
+                ready, arrived, step = [], clock(), None
                 if getting in done:
                     item, getting = getting.result(), None
                     if item is None:
@@ -127,8 +129,11 @@ class ServerWatcher:
                     if headers.get("Event") == "Shutdown":
                         raise AmiConnectError(f"Asterisk shut down ({headers.get('Shutdown', '')})")
                     ready = order.push(headers, clock())
+                    step = comeback.parse_step(headers)
                 for event in ready:
                     await self.sink.apply(event, arrived)
+                if step is not None:
+                    await self.sink.step(step)
                 # Calls held back for their retriever (events.Retrievals): their wait was
                 # on purpose, so their lag counts from now.
                 for event in order.due(clock()):

@@ -40,10 +40,12 @@ from .parking import (
     parked_call_retrieve_to_device,
     parked_calls_purge,
     parking_event_apply,
+    reminders_send,
     retrieve_ringing_cancel,
     server_events_count,
     server_health_update,
     server_resync,
+    timeout_step_apply,
 )
 from .phones import member_extension_set, phones_save
 
@@ -77,6 +79,7 @@ __all__ = [
     "parked_calls_purge",
     "parking_event_apply",
     "phones_save",
+    "reminders_send",
     "retrieve_ringing_cancel",
     "retry_delay",
     "server_events_count",
@@ -85,4 +88,5 @@ __all__ = [
     "server_resync",
     "server_retire",
     "server_save",
+    "timeout_step_apply",
 ]

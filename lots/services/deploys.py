@@ -16,7 +16,7 @@ from django.utils import timezone
 from tenants.actors import SYSTEM, Actor
 
 from .. import rules
-from ..asterisk import confgen, deploy, dialplan, hints
+from ..asterisk import comeback, confgen, deploy, dialplan, hints
 from ..asterisk.ami import AmiClient, AmiError
 from ..locks import server_deploy_lock
 from ..models import AsteriskServer, Deployment, ParkingLot, ServerDeployState
@@ -213,6 +213,7 @@ def _claim(server_id: int) -> Deployment | None:
 def _carry(deployment: Deployment, files: dict[str, str]) -> None:
     deployment.res_parking_conf = files[deploy.RES_PARKING]
     deployment.features_conf = files[deploy.FEATURES]
+    deployment.dialplan_conf = files[deploy.DIALPLAN]
     deployment.config_hash = files_hash(files)
 
 
@@ -220,6 +221,8 @@ def _files(deployment: Deployment) -> dict[str, str]:
     return {
         deploy.RES_PARKING: deployment.res_parking_conf,
         deploy.FEATURES: deployment.features_conf,
+        # Deployments from before the generated dialplan carry none: unknown, not empty.
+        **({deploy.DIALPLAN: deployment.dialplan_conf} if deployment.dialplan_conf else {}),
     }
 
 
@@ -287,10 +290,14 @@ def _execute(deployment: Deployment) -> str:
     return Outcome.DONE
 
 
-def hints_sync(server: AsteriskServer, files: dict[str, str] | None = None) -> dict:
+def hints_sync(
+    server: AsteriskServer, files: dict[str, str] | None = None, *, dialplan: bool = False
+) -> dict:
     """Make the live dialplan, and parkweb_hints.conf, hold the busy-lamp hints of the
     lots `files` (else the last good config) runs, in parkweb's own hints contexts
-    (lots.asterisk.hints). Returns a reply for the record: what changed, or why not."""
+    (lots.asterisk.hints); with `dialplan`, the generated timeout contexts too (a restart
+    or a `dialplan reload` without parkweb_timeout.conf included drops them). Returns a
+    reply for the record: what changed, or why not."""
     if files is None:
         last_ok = last_good_deployment(server.pk)
         if last_ok is None:
@@ -314,10 +321,13 @@ def hints_sync(server: AsteriskServer, files: dict[str, str] | None = None) -> d
             log.warning("%s: %s not written: %s", server.name, hints.HINTS_FILE, exc)
             reply["file_error"] = str(exc)
 
+    generated = comeback.parse(files.get(deploy.DIALPLAN)) if dialplan else {}
+
     async def run() -> list[str]:
         async with client as ami:
             await write_file(ami)
-            return await hints.sync_hints(ami, wanted, state.hint_contexts)
+            changes = await hints.sync_hints(ami, wanted, state.hint_contexts)
+            return changes + await comeback.sync(ami, generated, generated)
 
     try:
         changes = asyncio.run(run())
@@ -532,7 +542,8 @@ def server_reconcile(server: AsteriskServer) -> str | None:
     except AmiError as exc:
         log.warning("reconcile %s: %s", server.name, exc)
         return None
-    hints_sync(server, files)  # a dialplan reload or a restart drops them: put them back
+    # A dialplan reload or a restart drops them: put them back.
+    hints_sync(server, files, dialplan=True)
     cleared = [lot for lot in held if lot.held_extension not in taken[lot.context.name]]
     if cleared:
         lots_retry(cleared)

@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from parkweb.errors import Conflict, Forbidden, Invalid, Unavailable
@@ -23,7 +23,7 @@ from tenants.models import Membership
 from tenants.scoping import tenant_access
 
 from .. import rules
-from ..asterisk import actions
+from ..asterisk import actions, comeback, confgen
 from ..asterisk.ami import AmiActionError, AmiError
 from ..asterisk.events import Kind, ParkingEvent
 from ..frames import call_frame, health_frame, tenant_group
@@ -459,6 +459,127 @@ def _ring(call: ParkedCall, actor: Actor, dial: str, detail: dict) -> None:
         _audit(call, actor, "retrieve", False, **detail, error=str(exc))
         raise Unavailable({next(iter(detail)): f"Asterisk could not ring {dial}: {exc}"}) from exc
     _audit(call, actor, "retrieve", True, **detail)
+
+
+# -- the timeout chain and reminders (lots.asterisk.comeback) ------------------------------
+
+AFTER_STEP = {
+    comeback.STEP_ANSWERED: ParkedCall.AfterTimeout.ANSWERED,
+    comeback.STEP_FALLBACK: ParkedCall.AfterTimeout.FALLBACK,
+    comeback.STEP_REPARKED: ParkedCall.AfterTimeout.REPARKED,
+    comeback.STEP_HUNG_UP: ParkedCall.AfterTimeout.HUNG_UP,
+}
+STEP_WINDOW = timedelta(hours=1)  # a step names a call that timed out at most this long ago
+REMINDER_QUIET_SECONDS = 5  # no reminder this close to the timeout: the call comes back
+
+
+@transaction.atomic
+def timeout_step_apply(
+    server_id: int, uniqueid: str, step: str, now: datetime | None = None
+) -> ParkedCall | None:
+    """Record what a lot's timeout chain did with a call (its UserEvent), on the call's
+    latest episode that has no such record yet: the one that timed out, or the one still
+    parked if the timeout event is yet to come. A "parked again" may come after the new
+    episode's park: it belongs to the one that timed out."""
+    after = AFTER_STEP.get(step)
+    if after is None:
+        return None
+    now = now or timezone.now()
+    episodes = (
+        ParkedCall.objects.select_for_update()
+        .filter(server_id=server_id, uniqueid=uniqueid, after_timeout="")
+        .filter(
+            Q(ended_at__isnull=True)
+            | Q(outcome=ParkedCall.Outcome.TIMED_OUT, ended_at__gte=now - STEP_WINDOW)
+        )
+        .order_by("-parked_at", "-pk")
+    )
+    call = None
+    if step == comeback.STEP_REPARKED:
+        call = episodes.filter(outcome=ParkedCall.Outcome.TIMED_OUT).first()
+    call = call or episodes.first()
+    if call is None:
+        return None
+    call.after_timeout = after
+    call.save(update_fields=["after_timeout"])
+    return call
+
+
+def reminders_due(server_id: int, now: datetime | None = None) -> list[ParkedCall]:
+    """The server's parked calls whose lot reminds the parker and whose next reminder is
+    due now (not in the last seconds before their timeout)."""
+    now = now or timezone.now()
+    calls = (
+        ParkedCall.objects.filter(
+            server_id=server_id,
+            ended_at__isnull=True,
+            lot__reminder_seconds__gt=0,
+            lot__enabled=True,
+        )
+        .exclude(parker_dial_string="")
+        .select_related("lot", "server")
+    )
+    due = []
+    for call in calls:
+        every = timedelta(seconds=call.lot.reminder_seconds)
+        if now < call.parked_at + every * (call.reminders_sent + 1):
+            continue
+        if call.timeout_at and now > call.timeout_at - timedelta(seconds=REMINDER_QUIET_SECONDS):
+            continue
+        due.append(call)
+    return due
+
+
+def reminders_send(server_id: int, now: datetime | None = None) -> int:
+    """Ring the parker of every call whose reminder is due (lots.asterisk.comeback's
+    `remind`): answering picks the call up, and the call keeps its space meanwhile.
+    Each reminder is claimed in the database first, so two workers never both send it.
+    Returns how many were sent."""
+    now = now or timezone.now()
+    sent = 0
+    for call in reminders_due(server_id, now):
+        dial = call.parker_dial_string
+        if not DEVICE_RE.fullmatch(dial):
+            continue  # not a phone parkweb can ring back (a parker it cannot name)
+        channel_id = f"parkweb-{call.pk}-r{call.reminders_sent + 1}-{secrets.token_hex(3)}"
+        claimed = ParkedCall.objects.filter(
+            pk=call.pk, ended_at__isnull=True, reminders_sent=call.reminders_sent
+        ).update(
+            reminders_sent=F("reminders_sent") + 1,
+            # Like a retrieve: the watcher names the parker as the retriever if they
+            # answer, and stops the ringing if the call leaves otherwise meanwhile.
+            retrieve_target=dial[:100],
+            retrieve_channel_id=channel_id,
+            retrieve_requested_by="reminder",
+            retrieve_requested_at=now,
+        )
+        if not claimed:
+            continue
+        try:
+            _remind(call, dial, channel_id)
+        except AmiError as exc:
+            log.warning("reminder for call %s not sent: %s", call.pk, exc)
+            continue
+        sent += 1
+    return sent
+
+
+def _remind(call: ParkedCall, dial: str, channel_id: str) -> None:
+    client = ami_client(call.server)
+    context = confgen.timeout_context(call.lot.asterisk_name)
+
+    async def originate() -> None:
+        async with client as ami:
+            await actions.remind(
+                ami,
+                dial=dial,
+                context=context,
+                parked_uniqueid=call.uniqueid,
+                space=call.space,
+                channel_id=channel_id,
+            )
+
+    asyncio.run(originate())
 
 
 def _name_of(actor: Actor) -> str:

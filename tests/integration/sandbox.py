@@ -90,6 +90,16 @@ class Sandbox:
         parkinglots, show = asyncio.run(fetch())
         return parkinglots, verify.parse_parking_show(show)
 
+    def generated_dialplan(self, contexts) -> dict:
+        """{context: {(exten, priority): Priority}} live now in parkweb's timeout contexts."""
+        from lots.asterisk import comeback
+
+        async def fetch():
+            async with self.ami() as ami:
+                return {context: await comeback.live(ami, context) for context in contexts}
+
+        return asyncio.run(fetch())
+
     def park_call(self, exten: str, code: str, timeout: float = 10.0, keep: bool = False) -> dict:
         """Originate a call (extensions_local.conf) that alice parks with the one-touch
         `code`; return the ParkedCall event. Hangs up every channel afterwards, unless

@@ -36,7 +36,20 @@ CHANGES = {
     "parkedcallrecording": "caller",
     "findslot": "next",
     "context": "acme-other",
+    # The timeout chain (each with timeout_policy "chain", below) and reminders.
+    "timeout_policy": "chain",
+    "comeback_ring_parker": False,
+    "comeback_cid_prefix": "P",
+    "comeback_alert_info": "<urn:alert:service:call-waiting>",
+    "comeback_announcement": "beep",
+    "fallback": "repark",
+    "fallback_context": "acme-other",  # with fallback "destination" and an extension
+    "fallback_extension": "200",  # with fallback "destination" and a context
+    "repark_limit": 3,
+    "reminder_seconds": 30,
+    "reminder_announcement": "beep",
 }
+CHAIN = {"timeout_policy", *(name for name in CHANGES if name.startswith(("comeback_", "fall")))}
 
 
 @pytest.fixture
@@ -80,6 +93,10 @@ def test_get_change_one_field_put_with_if_match_and_it_is_live(site, asterisk, f
         body["comebackcontext"] = "acme-timeout"
     if field == "comebackcontext":
         body["comebacktoorigin"] = False
+    if field in CHAIN or field == "repark_limit":
+        body["timeout_policy"] = "chain"
+    if field in ("fallback_context", "fallback_extension"):
+        body.update(fallback="destination", fallback_context="acme-other", fallback_extension="200")
     response = api.put(URL, body, format="json", HTTP_IF_MATCH=read["ETag"])
     assert response.status_code == 200, response.json()
     assert response.json()[field] == CHANGES[field]
@@ -112,3 +129,37 @@ def test_a_comeback_context_must_be_the_tenants_own_and_needed(site):
     )
     assert missing.status_code == 400
     assert list(missing.json()) == ["comebackcontext"]
+
+
+def test_a_fallback_must_be_an_extension_in_the_tenants_own_context(site):
+    _, api = site
+    read = api.get(URL).json()
+    chain = {**read, "timeout_policy": "chain", "fallback": "destination"}
+    foreign = api.put(
+        URL,
+        {**chain, "fallback_context": "globex-timeout", "fallback_extension": "200"},
+        format="json",
+    )
+    assert (foreign.status_code, foreign.json()) == (
+        400,
+        {"fallback_context": [rules.CONTEXT_NOT_OWNED]},
+    )
+    generated = api.put(
+        URL,
+        {**chain, "fallback_context": "parkweb-timeout-acme_main", "fallback_extension": "s"},
+        format="json",
+    )
+    assert (generated.status_code, generated.json()) == (
+        400,
+        {"fallback_context": [rules.CONTEXT_NOT_OWNED]},
+    )
+    missing = api.put(URL, {**chain, "fallback_context": "acme-other"}, format="json")
+    assert missing.status_code == 400
+    assert list(missing.json()) == ["fallback_extension"]
+    pattern = api.put(
+        URL,
+        {**chain, "fallback_context": "acme-other", "fallback_extension": "_X."},
+        format="json",
+    )
+    assert pattern.status_code == 400
+    assert "fallback_extension" in pattern.json()

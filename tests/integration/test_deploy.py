@@ -8,7 +8,7 @@ import pytest
 from django.db import close_old_connections, connection
 
 from lots import services
-from lots.asterisk import confgen, confparse, deploy, verify
+from lots.asterisk import comeback, confgen, confparse, deploy, verify
 from lots.models import Deployment, ParkingLot
 from lots.selectors import server_lots
 from tests.factories import bulk_lots, make_context, make_lot, make_server, make_tenant
@@ -41,9 +41,22 @@ def latest(server) -> Deployment:
 
 
 def asterisk_equals_database(asterisk, server) -> list[str]:
+    """What Asterisk runs that differs from the database: its lots, and parkweb's
+    generated timeout dialplan (live, and in the file it reads at a restart)."""
     parkinglots, running = asterisk.running_state()
-    sections = confgen.res_parking_sections(server, server_lots(server))
-    return verify.differences(sections, running, parkinglots)
+    lots = list(server_lots(server))
+    sections = confgen.res_parking_sections(server, lots)
+    problems = verify.differences(sections, running, parkinglots)
+    wanted = comeback.wanted_dialplan(server, lots)
+    on_disk = comeback.parse((asterisk.config_dir / comeback.DIALPLAN).read_text())
+    contexts = {*wanted, *on_disk}
+    for context, live in asterisk.generated_dialplan(contexts).items():
+        want = {(p.exten, p.number): p for p in wanted.get(context, ())}
+        if live != want:
+            problems.append(f"live dialplan of {context} differs")
+        if on_disk.get(context, ()) != wanted.get(context, ()):
+            problems.append(f"{comeback.DIALPLAN} differs in {context}")
+    return problems
 
 
 def test_edited_lot_goes_live_and_a_call_parks_in_its_new_space(site, asterisk):

@@ -65,7 +65,10 @@ def test_the_one_touch_code_is_mentioned_only_with_a_park_extension(server, acme
     assert "#72 parks the other party here" in lot_dialplan(lot, None)
 
 
-@pytest.mark.parametrize("name", ["parkweb-hints-acme-parking", "parkweb-dial-acme", "Parkweb-x"])
+@pytest.mark.parametrize(
+    "name",
+    ["parkweb-hints-acme-parking", "parkweb-dial-acme", "Parkweb-x", "parkweb-timeout-acme_main"],
+)
 def test_no_tenant_may_own_a_context_under_parkwebs_prefix(server, acme, name):
     with pytest.raises(Invalid) as caught:
         make_context(server, acme, name)

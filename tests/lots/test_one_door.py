@@ -48,9 +48,12 @@ def lot_write(doors, door: str, server, context, **values) -> dict[str, list[str
             "parkpos_start": int(values.get("parkpos_start", 711)),
             "parkpos_end": int(values.get("parkpos_end", 719)),
         }
+        for name, value in values.items():  # the rest as the API names them
+            if name not in body and not name.startswith("parkpos"):
+                body[name] = getattr(value, "name", value)
         response = doors["api"].post("/api/v1/tenants/acme/lots/", body, format="json")
         return {} if response.status_code == 201 else response.json()
-    post = lot_form_data(server, context, **values)
+    post = lot_form_data(server, context, **{k: getattr(v, "pk", v) for k, v in values.items()})
     if door == "page":
         response = doors["page"].post("/t/acme/new-lot/", post)
         return {} if response.status_code == 302 else dict(response.context["form"].errors)
@@ -93,6 +96,66 @@ def test_another_tenants_context_is_refused_alike(doors, door, server, globex_ct
 def test_a_bad_park_extension_is_refused_alike(doors, door, server, acme_ctx):
     errors = lot_write(doors, door, server, acme_ctx, parkext="7x")
     assert list(errors["parkext"]) == [rules.check_parkext("7x")[0].message]
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_a_fallback_in_another_tenants_context_is_refused_alike(
+    doors, door, server, acme_ctx, globex_ctx
+):
+    errors = lot_write(
+        doors,
+        door,
+        server,
+        acme_ctx,
+        timeout_policy="chain",
+        fallback="destination",
+        fallback_context=globex_ctx,
+        fallback_extension="200",
+    )
+    assert list(errors["fallback_context"]) == [rules.CONTEXT_NOT_OWNED]
+    assert not ParkingLot.objects.filter(slug="sales").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("comeback_cid_prefix", "P,x", "cid_prefix_format"),
+        ("comeback_alert_info", "info=x;y", "alert_info_format"),
+        ("fallback_extension", "_X.", "extension_format"),
+        ("comeback_announcement", "../../etc/passwd", "sound_format"),
+        ("reminder_seconds", "3", "out_of_range"),
+        ("repark_limit", "9", "out_of_range"),
+    ],
+)
+@pytest.mark.parametrize("door", DOORS)
+def test_timeout_chain_values_that_could_reach_the_dialplan_are_refused_alike(
+    doors, door, server, acme_ctx, field, value, rule
+):
+    errors = lot_write(doors, door, server, acme_ctx, timeout_policy="chain", **{field: value})
+    expected = next(v.message for v in lots_rules_violations(field, value) if v.rule == rule)
+    assert list(errors[field]) == [expected]
+
+
+def lots_rules_violations(field: str, value: str):
+    """What rules.py says of one value of the timeout chain (the message every door gives)."""
+    if field == "comeback_announcement":
+        return rules.check_sound(field, value)
+    policy = {
+        "policy": "chain",
+        "cid_prefix": "",
+        "alert_info": "",
+        "fallback": "hangup",
+        "fallback_extension": "",
+        "has_fallback_context": False,
+        "repark_limit": 1,
+        "reminder_seconds": 0,
+    }
+    key = {
+        "comeback_cid_prefix": "cid_prefix",
+        "comeback_alert_info": "alert_info",
+    }.get(field, field)
+    policy[key] = int(value) if value.isdigit() else value
+    return rules.check_timeout_policy(**policy)
 
 
 UNSAFE = ["\n", "\r", "\u2028", "\u2029", "\u0085", "\x00", "\x0b", "\x0c"]

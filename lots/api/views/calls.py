@@ -54,7 +54,8 @@ class LotParkedCalls(TenantScoped, generics.ListAPIView):
 
 
 class ParkedCallHistory(TenantScoped, generics.ListAPIView):
-    """Parked calls, newest first; filter with ?lot=, ?outcome=, ?since=, ?until=."""
+    """Parked calls, newest first; filter with ?lot=, ?outcome=, ?after_timeout=, ?since=,
+    ?until=."""
 
     serializer_class = s.ParkedCallSerializer
 
@@ -62,6 +63,12 @@ class ParkedCallHistory(TenantScoped, generics.ListAPIView):
         parameters=[
             OpenApiParameter("lot", str),
             OpenApiParameter("outcome", str, enum=ParkedCall.Outcome.values),
+            OpenApiParameter(
+                "after_timeout",
+                str,
+                enum=ParkedCall.AfterTimeout.values,
+                description="What a lot's timeout chain did after the timeout.",
+            ),
             OpenApiParameter("since", str, description="ISO 8601"),
             OpenApiParameter("until", str, description="ISO 8601"),
         ]
@@ -82,6 +89,12 @@ class ParkedCallHistory(TenantScoped, generics.ListAPIView):
                     {"outcome": f"One of {', '.join(ParkedCall.Outcome.values)}."}
                 )
             calls = calls.filter(outcome=params["outcome"])
+        if params.get("after_timeout"):
+            if params["after_timeout"] not in ParkedCall.AfterTimeout.values:
+                raise ValidationError(
+                    {"after_timeout": f"One of {', '.join(ParkedCall.AfterTimeout.values)}."}
+                )
+            calls = calls.filter(after_timeout=params["after_timeout"])
         for name, lookup in (("since", "parked_at__gte"), ("until", "parked_at__lt")):
             if params.get(name):
                 calls = calls.filter(**{lookup: moment(name, params[name])})

@@ -30,7 +30,7 @@ class LotPages(CursorPagination):
 
 def _lots(tenant: Tenant):
     return scoped(ParkingLot, tenant).select_related(
-        "server", "context", "comebackcontext", "tenant"
+        "server", "context", "comebackcontext", "fallback_context", "tenant"
     )
 
 
@@ -92,6 +92,7 @@ class LotDetail(TenantScoped, APIView):
         if found is not None:
             data.pop("slug", None)
             data.setdefault("comebackcontext", None)
+            data.setdefault("fallback_context", None)
         saved = save_lot(target, data, self.actor(), request.headers.get("If-Match"))
         return lot_response(saved, status.HTTP_200_OK if found else status.HTTP_201_CREATED)
 

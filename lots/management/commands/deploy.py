@@ -8,7 +8,10 @@ from lots.selectors import pending_change
 
 
 class Command(BaseCommand):
-    help = "Deploy a server's res_parking.conf and features.conf (or --dry-run: show the diff)."
+    help = (
+        "Deploy a server's res_parking.conf, features.conf and parkweb_timeout.conf "
+        "(or --dry-run: show the diff)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--server", required=True, help="the AsteriskServer's name")
