@@ -1,13 +1,16 @@
 """Deploy benchmark: render time, save-to-live against Asterisk's bare reload, the call-setup
 stall during a reload, and how many reloads a burst of edits costs.
 
-    .venv/bin/python bench/deploy.py [--sizes 100,1000,3000] [--burst 1000] [--smoke]
+    .venv/bin/python bench/deploy.py [--sizes 100,1000,3000] [--burst 1000]
+        [--chain-sizes 100,1000] [--smoke]
 
 Runs against its own Asterisk sandbox ("bench", AMI 127.0.0.1:5041), its own database
 (PostgreSQL `parkweb_bench_deploy` when one answers on 127.0.0.1:5432, else SQLite) and,
 for the burst's worker, Redis database 14. Figures are compared as ratios within one run:
 these machines are shared and noisy. After each size and after the burst, every lot must
-run on Asterisk as saved (a counts line each). `--smoke`: a few seconds, small sizes.
+run on Asterisk as saved (a counts line each). Then, with every lot on parkweb's timeout
+chain, one lot's chain is changed: save-to-live and reloads, against the same change
+made through res_parking. `--smoke`: a few seconds, small sizes.
 """
 
 from __future__ import annotations
@@ -36,11 +39,15 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,3000")
     parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument(
+        "--chain-sizes", default="100,1000", help="lots, for the timeout chain's changes"
+    )
     parser.add_argument("--render", type=int, default=10_000, help="lots rendered in memory")
     parser.add_argument("--smoke", action="store_true", help="small sizes, a few seconds")
     args = parser.parse_args()
     if args.smoke:
         args.sizes, args.burst, args.render = "10,50", 40, 1_000
+        args.chain_sizes = "10,50"
     return args
 
 
@@ -359,7 +366,7 @@ def measure(box: Sandbox) -> None:
     )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for size in [int(s) for s in ARGS.sizes.split(",")]:
+    for size in [int(s) for s in ARGS.chain_sizes.split(",")]:
         populate(server, tenant, size)
         deploy_now(server)
         policy = policy_live(server, box)

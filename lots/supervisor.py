@@ -262,9 +262,12 @@ class Supervisor:
             keep = server_id in wanted and not task.done()
             if not keep or not await asyncio.to_thread(self.leases.renew, server_id):
                 await self._unwatch(server_id)
-        for server_id, watcher in self._watchers.items():
+        for server_id, watcher in list(self._watchers.items()):
             await watcher.sink.write_stats()  # a tally left since the last event
-            await _db(services.reminders_send)(server_id)
+            try:
+                await _db(services.reminders_send)(server_id)
+            except Exception:  # the leases and the other servers go on
+                log.exception("server %s: reminders not sent", server_id)
         for server_id, server in wanted.items():
             if server_id in self._watching:
                 continue

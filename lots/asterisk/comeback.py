@@ -170,15 +170,17 @@ def _alert(lot: LotConfig) -> list[Priority]:
     )
 
 
-def _answered() -> list[Priority]:
+def _answered() -> tuple[Priority, ...]:
     """Run on the parker's channel when it answers (Dial's U option): says so at once,
     rather than when the conversation ends."""
-    return _program(
-        "s",
-        [
-            ("", "UserEvent", f"{USER_EVENT},Step: {STEP_ANSWERED},Call: ${{ARG1}}"),
-            ("", "Return", ""),
-        ],
+    return tuple(
+        _program(
+            "s",
+            [
+                ("", "UserEvent", f"{USER_EVENT},Step: {STEP_ANSWERED},Call: ${{ARG1}}"),
+                ("", "Return", ""),
+            ],
+        )
     )
 
 
@@ -191,58 +193,72 @@ def wanted_dialplan(server, lots: Iterable) -> dict[str, tuple[Priority, ...]]:
             continue
         if not lot.timeout_chain and not lot.reminder_seconds:
             continue
-        context = _checked("context", _CONTEXT_RE, confgen.timeout_context(lot.asterisk_name))
-        section = _checked("lot", _SECTION_RE, confgen.lot_section_name(server, lot))
-        priorities: list[Priority] = []
+        context, priorities = _lot_dialplan(lot, confgen.lot_section_name(server, lot))
+        wanted[context] = priorities
         if lot.timeout_chain:
-            priorities += _program(PARKER_PATTERN, [("", "Goto", "s,1")])
-            priorities += _chain(lot, section, context)
-            if lot.comeback_ring_parker and lot.comeback_alert_info:
-                priorities += _alert(lot)
-            wanted[ANSWERED_CONTEXT] = tuple(_answered())
-        if lot.reminder_seconds:
-            priorities += _remind(lot)
-        wanted[context] = tuple(priorities)
+            wanted[ANSWERED_CONTEXT] = _ANSWERED
     return dict(sorted(wanted.items()))
+
+
+@lru_cache(maxsize=16_384)
+def _lot_dialplan(lot: LotConfig, section: str) -> tuple[str, tuple[Priority, ...]]:
+    """One lot's context and lines. Cached by the lot's whole config (a server may have
+    thousands of lots, and a deploy renders them all to change one)."""
+    context = _checked("context", _CONTEXT_RE, confgen.timeout_context(lot.asterisk_name))
+    section = _checked("lot", _SECTION_RE, section)
+    priorities: list[Priority] = []
+    if lot.timeout_chain:
+        priorities += _program(PARKER_PATTERN, [("", "Goto", "s,1")])
+        priorities += _chain(lot, section, context)
+        if lot.comeback_ring_parker and lot.comeback_alert_info:
+            priorities += _alert(lot)
+    if lot.reminder_seconds:
+        priorities += _remind(lot)
+    return context, tuple(priorities)
 
 
 def render(wanted: dict[str, tuple[Priority, ...]]) -> str:
     """parkweb_timeout.conf for `wanted` (extensions.conf syntax; no ';' in any value)."""
-    lines = [FILE_HEADER]
-    for context, priorities in wanted.items():
-        lines.append(f"[{context}]")
-        lines += [f"exten => {priority.line}" for priority in priorities]
-        lines.append("")
-    text = "\n".join(lines)
-    body = text[len(FILE_HEADER) :]
-    if ";" in body or "\r" in body:
+    return FILE_HEADER + "".join(
+        _block(context, priorities) for context, priorities in wanted.items()
+    )
+
+
+@lru_cache(maxsize=16_384)
+def _block(context: str, priorities: tuple[Priority, ...]) -> str:
+    lines = [f"\n[{context}]", *(f"exten => {priority.line}" for priority in priorities)]
+    block = "\n".join(lines) + "\n"
+    if ";" in block or "\r" in block:
         raise UnsafeConfigValue("refusing to write a dialplan line with ';' or CR")
-    return text
+    return block
 
 
 @lru_cache(maxsize=8)
 def parse(text: str | None) -> dict[str, tuple[Priority, ...]]:
     """The contexts of a parkweb_timeout.conf (ours, or as GetConfig renders it back).
-    Cached (a deploy reads the same texts more than once): never change what it returns."""
-    wanted: dict[str, list[Priority]] = {}
-    context = None
-    for raw in (text or "").splitlines():
-        line = raw.strip()
-        if not line or line.startswith(";"):
+    Cached, and so is each context's text: a deploy that changes one lot's context among
+    thousands parses only that one, and the others are the very same objects as before
+    (cheap to compare). Never change what it returns."""
+    found = {}
+    for chunk in ("\n" + (text or "")).split("\n[")[1:]:
+        name, sep, body = chunk.partition("]")
+        if sep:
+            found[name] = _parse_block(body)
+    return found
+
+
+@lru_cache(maxsize=16_384)
+def _parse_block(body: str) -> tuple[Priority, ...]:
+    priorities = []
+    for raw in body.splitlines():
+        key, _, value = raw.strip().partition("=")
+        if key.strip() != "exten":
             continue
-        if line.startswith("[") and line.endswith("]"):
-            context = line[1:-1]
-            wanted.setdefault(context, [])
-            continue
-        key, _, value = line.partition("=")
-        if context is None or key.strip() != "exten":
-            continue
-        value = value.lstrip(">").strip()
-        exten, number, call = [*value.split(",", 2), "", ""][:3]
+        exten, number, call = [*value.lstrip(">").strip().split(",", 2), "", ""][:3]
         app, _, data = call.partition("(")
         if number.isdigit():
-            wanted[context].append(Priority(exten, int(number), app, data.removesuffix(")")))
-    return {context: tuple(priorities) for context, priorities in wanted.items()}
+            priorities.append(Priority(exten, int(number), app, data.removesuffix(")")))
+    return tuple(priorities)
 
 
 def sections(wanted: dict[str, tuple[Priority, ...]]) -> list[Section]:
@@ -255,7 +271,11 @@ def sections(wanted: dict[str, tuple[Priority, ...]]) -> list[Section]:
 def changed_contexts(
     old: dict[str, tuple[Priority, ...]], new: dict[str, tuple[Priority, ...]]
 ) -> set[str]:
-    return {c for c in old.keys() | new.keys() if old.get(c) != new.get(c)}
+    return {
+        c
+        for c in old.keys() | new.keys()
+        if old.get(c) is not new.get(c) and old.get(c) != new.get(c)
+    }
 
 
 async def live(ami: AmiClient, context: str) -> dict[tuple[str, int], Priority]:
@@ -319,6 +339,9 @@ class Step:
 
     call: str  # the parked channel's unique id
     step: str
+
+
+_ANSWERED = _answered()
 
 
 def parse_step(headers: dict) -> Step | None:

@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lots import options, rules
 
@@ -112,13 +113,19 @@ class LotConfig:
         )
 
 
+@lru_cache(maxsize=16_384)
 def lot_options(lot: LotConfig) -> tuple[tuple[str, str], ...]:
     """A lot's options in a fixed order (lots.options). Defaults are written out too, so
-    what Asterisk runs never depends on its own defaults."""
+    what Asterisk runs never depends on its own defaults. Cached by the lot's whole config:
+    a deploy renders every lot of the server to change one."""
     written = []
     chained = {
-        # The timeout chain: res_parking hands every timed-out call to parkweb's dialplan.
+        # The timeout chain: res_parking hands every timed-out call to parkweb's dialplan,
+        # which rings the parker itself (for comebackdialtime). res_parking's own dial
+        # time only serves its park-dial extensions, which such a lot never uses: it is
+        # left at Asterisk's default, so changing the chain's never reloads res_parking.
         "comebacktoorigin": "no",
+        "comebackdialtime": str(rules.COMEBACKDIALTIME_DEFAULT),
         "comebackcontext": timeout_context(lot.asterisk_name),
     }
     for option in options.OPTIONS:

@@ -184,7 +184,12 @@ def unified_diff(old: dict[str, str | None], new: dict[str, str]) -> str:
         before, after = old.get(name) or "", new[name]
         if before == after:
             continue
-        changed = changed_sections(before, after) if before else None
+        if not before:
+            changed = None
+        elif name == DIALPLAN:
+            changed = comeback.changed_contexts(comeback.parse(before), comeback.parse(after))
+        else:
+            changed = changed_sections(before, after)
         parts += difflib.unified_diff(
             _only_sections(before, changed),
             _only_sections(after, changed),

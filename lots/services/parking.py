@@ -550,7 +550,7 @@ def reminders_send(server_id: int, now: datetime | None = None) -> int:
             # answer, and stops the ringing if the call leaves otherwise meanwhile.
             retrieve_target=dial[:100],
             retrieve_channel_id=channel_id,
-            retrieve_requested_by="reminder",
+            retrieve_requested_by="the parker, answering a reminder",
             retrieve_requested_at=now,
         )
         if not claimed:

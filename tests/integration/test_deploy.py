@@ -175,6 +175,23 @@ def test_config_delivered_over_ami_to_a_remote_asterisk(site, asterisk):
     hints = confparse.parse((asterisk.config_dir / "parkweb_hints.conf").read_text()).as_dict()
     assert ("exten", "709,hint,park:709@acme-parking") in hints["parkweb-hints-acme-parking"]
     assert "709@parkweb-hints-acme-parking" in asterisk.cli("core show hints").replace(" ", "")
+    # A timeout chain: live at once, and in parkweb_timeout.conf (rewritten by Asterisk
+    # through UpdateConfig) for a restart or a dialplan reload, which reads it back.
+    make_lot(
+        tenant,
+        make_context(server, tenant, "acme-chain"),
+        "chain",
+        parkext="700",
+        parkpos_start=711,
+        parkpos_end=712,
+        timeout_policy="chain",
+        comeback_cid_prefix="P",
+    )
+    deployment = latest(server)
+    assert (deployment.status, deployment.error) == ("ok", "")
+    assert asterisk_equals_database(asterisk, server) == []
+    asterisk.cli("dialplan reload")
+    assert asterisk_equals_database(asterisk, server) == []
 
 
 def test_lot_budget_refuses_the_lot_that_would_slow_reloads(site):
