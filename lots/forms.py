@@ -113,11 +113,14 @@ class LotForm(ParsingModelForm):
         tenant = self.instance.tenant.slug
         context = f"parkweb-timeout-{tenant}_{slug}"
         wait = f"{time} s" if time is not None else "the parking time"
-        steps, lines = [], [
-            f"parkingtime = {time}",
-            "comebacktoorigin = no",
-            f"comebackcontext = {context}",
-        ]
+        steps, lines = (
+            [],
+            [
+                f"parkingtime = {time}",
+                "comebacktoorigin = no",
+                f"comebackcontext = {context}",
+            ],
+        )
         if self["comeback_ring_parker"].value():
             prefix = self["comeback_cid_prefix"].value() or ""
             marked = f", shown as '{prefix}701 <caller>'" if prefix else ""
