@@ -26,7 +26,14 @@ COUNTS = re.compile(
 EXPECTED = {
     "api": {"lots listed": 250, "lots created and live": 40},
     "board": {"changes on 1 x 9": 20, "changes on 3 x 20": 20},
-    "deploy": {"10 lots live": 10, "50 lots live": 50, "burst edits live": 20},
+    "deploy": {
+        "10 lots live": 10,
+        "50 lots live": 50,
+        # five changes of one lot's timeout chain, each live with no reload
+        "10 lots, chain changes live without a reload": 5,
+        "50 lots, chain changes live without a reload": 5,
+        "burst edits live": 20,
+    },
     # 30 calls round 5 tenants, two events each, to each of a tenant's 4 clients
     "live": {"event frames": 240, "herd snapshots": 100},
 }
