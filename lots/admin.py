@@ -23,6 +23,8 @@ from .models import (
     ParkingLot,
     ServerHealth,
     TenantPhones,
+    Webhook,
+    WebhookDelivery,
 )
 from .selectors import pending_change
 
@@ -480,3 +482,31 @@ class EventProblemAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "server", "tenant", "lot_name", "uniqueid", "kind", "error"]
     list_filter = ["kind", "server", "tenant"]
     list_select_related = ["server", "tenant"]
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    """Tenants make their webhooks (pages, API); staff may let one call private networks."""
+
+    list_display = ["tenant", "url", "active", "paused_at", "allow_private"]
+    list_filter = ["active", "allow_private", "tenant"]
+    fields = ["tenant", "url", "events", "description", "active", "allow_private", "paused_reason"]
+    readonly_fields = ["tenant", "url", "events", "description", "paused_reason"]
+
+    def has_add_permission(self, request):
+        return False  # made by the tenant, with a secret shown only to them
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Through the service, like every door (saving it active resumes it)."""
+        services.webhook_staff_update(
+            obj,
+            actor=services.Actor.of(request.user),
+            active=obj.active,
+            allow_private=obj.allow_private,
+        )
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "webhook", "event_type", "status", "attempts", "response_code"]
+    list_filter = ["status", "event_type"]

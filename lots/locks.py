@@ -24,6 +24,8 @@ from django.utils import timezone
 from .models import AsteriskServer, ServerDeployState
 
 LOCK_NAMESPACE = 0x504B  # "PK": keeps parkweb's advisory locks apart from others'
+WEBHOOK_NAMESPACE = 0x5748  # "WH": one worker at a time delivers an endpoint's queue
+_local_webhook_locks: dict[int, threading.Lock] = {}
 
 
 def server_row_lock(server_id: int | None) -> None:
@@ -88,3 +90,30 @@ def _renew_lease(server_id: int, owner: str, lease: int, stop: threading.Event) 
             )
     finally:
         connections.close_all()
+
+
+@contextmanager
+def webhook_lock(webhook_id: int) -> Iterator[bool]:
+    """Yields True when this process may deliver the endpoint's queue (no other worker
+    does): a PostgreSQL advisory lock, or within one process (SQLite, the embedded mode)
+    a plain lock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [WEBHOOK_NAMESPACE, webhook_id])
+            held = cursor.fetchone()[0]
+        try:
+            yield held
+        finally:
+            if held:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_advisory_unlock(%s, %s)", [WEBHOOK_NAMESPACE, webhook_id]
+                    )
+        return
+    lock = _local_webhook_locks.setdefault(webhook_id, threading.Lock())
+    held = lock.acquire(blocking=False)
+    try:
+        yield held
+    finally:
+        if held:
+            lock.release()

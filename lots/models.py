@@ -697,3 +697,84 @@ class EventProblem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.uniqueid}: {self.error[:60]}"
+
+
+class Webhook(models.Model):
+    """A tenant's endpoint for parking events (lots.webhooks): events are delivered to it,
+    signed with its secret, in order, by Celery workers."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.CharField("URL", max_length=500)
+    # Event types wanted (lots.webhooks.EVENT_TYPES); empty: all of them.
+    events = models.JSONField(default=list, blank=True)
+    description = models.CharField(max_length=200, blank=True, validators=[safe_text_validator])
+    secret_encrypted = models.TextField(editable=False)
+    # Staff only: deliver to addresses of private networks (a receiver inside the PBX's
+    # own network). Never settable by a tenant.
+    allow_private = models.BooleanField(
+        "allow private addresses",
+        default=False,
+        help_text="Staff only: let this endpoint's host resolve to a private, loopback or "
+        "link-local address.",
+    )
+    active = models.BooleanField(default=True)
+    paused_at = models.DateTimeField(null=True, blank=True, editable=False)
+    paused_reason = models.CharField(max_length=300, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    tenant_path = "tenant"
+
+    class Meta:
+        ordering = ["tenant__slug", "pk"]
+        indexes = [models.Index(fields=["tenant", "active"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: {self.url}"
+
+    @property
+    def secret(self) -> str:
+        return crypto.decrypt(self.secret_encrypted)
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_encrypted = crypto.encrypt(value)
+
+    def wants(self, event_type: str) -> bool:
+        return not self.events or event_type in self.events
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: delivered in order of `occurred_at`, retried with
+    backoff until PARKWEB_WEBHOOK_RETRY_SECONDS have passed."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.CharField(max_length=40)
+    event_type = models.CharField(max_length=40)
+    occurred_at = models.DateTimeField()
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    response_prefix = models.CharField(max_length=200, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    tenant_path = "webhook__tenant"
+
+    class Meta:
+        ordering = ["-occurred_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["webhook", "event_id"], name="one_delivery_per_event")
+        ]
+        indexes = [models.Index(fields=["webhook", "status", "occurred_at", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} -> {self.webhook_id}"

@@ -47,6 +47,24 @@ def hints_sync(server_id: int) -> dict:
     return services.hints_sync(server, dialplan=True) if server else {}
 
 
+@shared_task(bind=True, max_retries=None)
+def webhook_deliver(self, webhook_id: int) -> str:
+    """Deliver an endpoint's queued events in order; come back when the head's retry is
+    due (lots.services.webhooks)."""
+    wait = services.webhook_deliver(webhook_id)
+    if wait is None:
+        return "idle"
+    if self.request.is_eager:
+        return "waiting"  # embedded mode: beat-less; the next event or save resumes it
+    raise self.retry(countdown=max(wait, 0.05))
+
+
+@shared_task
+def webhook_deliveries_due() -> int:
+    """Beat: endpoints whose queued head is due (a lost task never strands one)."""
+    return services.webhook_deliveries_due()
+
+
 @shared_task
 def retrieve_cancel(server_id: int, channel_id: str) -> bool:
     """Stop ringing a phone for a parked call that has left meanwhile."""

@@ -23,3 +23,6 @@ def schedule_periodic_tasks(sender, **kwargs):
     sender.add_periodic_task(
         24 * 3600, sender.signature("lots.tasks.purge_parked_calls"), name="purge history"
     )
+    sender.add_periodic_task(
+        30, sender.signature("lots.tasks.webhook_deliveries_due"), name="webhooks due"
+    )

@@ -322,6 +322,15 @@ PARKWEB_WORKER_WATCHERS = env_bool("PARKWEB_WORKER_WATCHERS", True)
 PARKWEB_HISTORY_DAYS = int(os.environ.get("PARKWEB_HISTORY_DAYS", "90"))
 # How often beat compares each server's running lots with the database.
 PARKWEB_RECONCILE_SECONDS = int(os.environ.get("PARKWEB_RECONCILE_SECONDS", "60"))
+# Webhooks (lots.webhooks): seconds a request may take (connect, send, first answer);
+# retries of a failing delivery wait BASE, 2 x BASE, ... at most MAX seconds, for
+# RETRY_SECONDS in all, then the endpoint is paused. CA_FILE: a CA bundle to trust
+# instead of the system's (a private CA for receivers staff allow on private networks).
+PARKWEB_WEBHOOK_TIMEOUT = float(os.environ.get("PARKWEB_WEBHOOK_TIMEOUT", "5"))
+PARKWEB_WEBHOOK_RETRY_BASE = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_BASE", "1"))
+PARKWEB_WEBHOOK_RETRY_MAX = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_MAX", "300"))
+PARKWEB_WEBHOOK_RETRY_SECONDS = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_SECONDS", "3600"))
+PARKWEB_WEBHOOK_CA_FILE = os.environ.get("PARKWEB_WEBHOOK_CA_FILE", "")
 
 # Logs go to standard error (journald under systemd): plain lines, or one JSON object per
 # line with PARKWEB_LOG_FORMAT=json (parkweb.logs: deploys and watchers add their server,

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from parkweb.forms import one_text_rule
 from tenants.models import ApiKey, Invitation, Membership, Role, Tenant
 
-from .. import options, rules
+from .. import options, rules, webhooks
 from ..frames import call_data
 from ..models import (
     AsteriskServer,
@@ -17,6 +17,8 @@ from ..models import (
     ParkedCall,
     ParkingLot,
     TenantPhones,
+    Webhook,
+    WebhookDelivery,
 )
 
 ECHO = 40  # characters of a refused value an error message repeats, at most
@@ -469,3 +471,80 @@ class NewApiKeySerializer(ApiKeySerializer):
     class Meta(ApiKeySerializer.Meta):
         fields = [*ApiKeySerializer.Meta.fields, "key"]
         read_only_fields = [*ApiKeySerializer.Meta.read_only_fields, "key"]
+
+
+class WebhookSerializer(ModelSerializer):
+    """A tenant's webhook endpoint. Its signing secret is shown once, when it is made."""
+
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=webhooks.EVENT_TYPES),
+        required=False,
+        help_text="Event types to deliver; empty or left out: all of them.",
+    )
+
+    class Meta:
+        model = Webhook
+        fields = [
+            "id",
+            "url",
+            "events",
+            "description",
+            "active",
+            "paused_at",
+            "paused_reason",
+            "created_at",
+        ]
+        read_only_fields = ["id", "paused_at", "paused_reason", "created_at"]
+        extra_kwargs = {
+            "url": {
+                "help_text": "https only; the host must resolve to public addresses (staff "
+                "may allow private ones). Redirects are not followed."
+            },
+            "active": {"help_text": "Saving it true resumes a paused endpoint."},
+        }
+
+
+class NewWebhookSerializer(WebhookSerializer):
+    secret = serializers.CharField(
+        read_only=True,
+        help_text="Shown once: the key of every delivery's X-Parkweb-Signature. Store it now.",
+    )
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
+        read_only_fields = [*WebhookSerializer.Meta.read_only_fields, "secret"]
+
+
+class WebhookEventSerializer(serializers.Serializer):
+    """What a delivery's body holds (JSON, signed: see the README's "Webhooks")."""
+
+    id = serializers.CharField(help_text="The event's id: the same on every retry of it.")
+    type = serializers.ChoiceField(choices=webhooks.EVENT_TYPES)
+    time = serializers.DateTimeField(help_text="When parkweb recorded it.")
+    tenant = serializers.CharField(help_text="The tenant's slug.")
+    lot = serializers.CharField(allow_null=True, help_text="The lot's slug, if any.")
+    call = ParkedCallSerializer(required=False, help_text="call.* events: the parked call.")
+
+
+class WebhookDeliverySerializer(ModelSerializer):
+    payload = WebhookEventSerializer(read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "event_id",
+            "event_type",
+            "occurred_at",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "response_code",
+            "duration_ms",
+            "response_prefix",
+            "error",
+            "created_at",
+            "finished_at",
+            "payload",
+        ]
+        read_only_fields = fields

@@ -83,4 +83,12 @@ urlpatterns = [
     path(T + "contexts/", v.TenantContexts.as_view(), name="api-contexts"),
     path(T + "phones/", v.TenantPhonesList.as_view(), name="api-phones"),
     path(T + "me/", v.Me.as_view(), name="api-me"),
+    path(T + "webhooks/", v.WebhookList.as_view(), name="api-webhooks"),
+    path(T + "webhooks/<id:pk>/", v.WebhookDetail.as_view(), name="api-webhook"),
+    path(
+        T + "webhooks/<id:pk>/deliveries/",
+        v.WebhookDeliveries.as_view(),
+        name="api-webhook-deliveries",
+    ),
+    path(T + "webhooks/<id:pk>/test/", v.WebhookTest.as_view(), name="api-webhook-test"),
 ]

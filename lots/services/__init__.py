@@ -48,12 +48,22 @@ from .parking import (
     timeout_step_apply,
 )
 from .phones import member_extension_set, phones_save
+from .webhooks import (
+    call_event_emit,
+    webhook_create,
+    webhook_delete,
+    webhook_deliver,
+    webhook_deliveries_due,
+    webhook_test,
+    webhook_update,
+)
 
 __all__ = [
     "SYSTEM",
     "Actor",
     "Outcome",
     "ami_client",
+    "call_event_emit",
     "config_changed",
     "config_store",
     "context_create",
@@ -89,4 +99,11 @@ __all__ = [
     "server_retire",
     "server_save",
     "timeout_step_apply",
+    "webhook_create",
+    "webhook_delete",
+    "webhook_deliver",
+    "webhook_deliveries_due",
+    "webhook_staff_update",
+    "webhook_test",
+    "webhook_update",
 ]

@@ -36,6 +36,7 @@ from ..models import (
     TenantPhones,
 )
 from .deploys import ami_client
+from .webhooks import call_event_emit
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,13 @@ def push(tenant_id: int | None, message: dict) -> None:
             log.exception("push to tenant %s failed", tenant_id)
 
     transaction.on_commit(send)
+
+
+def _tell(kind: str, call: ParkedCall) -> None:
+    """A call's change, to its tenant's pages and to the tenant's webhooks (queued in this
+    transaction, delivered by workers after it commits)."""
+    push(call.tenant_id, call_frame(kind, call))
+    call_event_emit(kind, call)
 
 
 def lot_for(server_id: int, lot_name: str) -> ParkingLot | None:
@@ -211,7 +219,7 @@ def parked_call_apply(
         )
         for old in replaced:
             _end_episode(old, ParkedCall.Outcome.SWAPPED, now)
-            push(old.tenant_id, call_frame("swapped", old))
+            _tell("swapped", old)
         if call is None:
             call = _open_episode(server_id, event, now)
         kind = Kind.PARKED
@@ -219,7 +227,7 @@ def parked_call_apply(
         if call is None:  # its park happened while we were away: record it, then end it
             call = _open_episode(server_id, event, now)
         _end_episode(call, OUTCOME_OF[kind], now, event)
-    push(call.tenant_id, call_frame(str(kind), call))
+    _tell(str(kind), call)
     return call
 
 
@@ -241,7 +249,7 @@ def server_resync(
     for uniqueid, call in open_calls.items():
         if uniqueid not in parked:
             _end_episode(call, ParkedCall.Outcome.LOST, now)
-            push(call.tenant_id, call_frame("lost", call))
+            _tell("lost", call)
             lost += 1
     for uniqueid, event in parked.items():
         if uniqueid in open_calls:
@@ -253,7 +261,7 @@ def server_resync(
             parking_event_problem(server_id, event, exc, kind="resync")
             failed += 1
             continue
-        push(call.tenant_id, call_frame("parked", call))
+        _tell("parked", call)
         opened += 1
     return {"lost": lost, "opened": opened, "parked": len(parked), "failed": failed}
 

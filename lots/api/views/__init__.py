@@ -26,6 +26,7 @@ from .staff import (
     TenantDetail,
     TenantList,
 )
+from .webhooks import WebhookDeliveries, WebhookDetail, WebhookList, WebhookTest
 
 __all__ = [
     "ApiKeyDetail",
@@ -55,4 +56,8 @@ __all__ = [
     "TenantDetail",
     "TenantList",
     "TenantPhonesList",
+    "WebhookDeliveries",
+    "WebhookDetail",
+    "WebhookList",
+    "WebhookTest",
 ]

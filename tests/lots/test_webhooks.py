@@ -1,0 +1,217 @@
+"""Webhooks without Asterisk: which URLs parkweb calls, the signature, one delivery to a
+real receiver on loopback, retries in order, pausing, and the API's doors."""
+
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from rest_framework.test import APIClient
+
+from lots import services, webhooks
+from lots.models import Webhook, WebhookDelivery
+from tenants.actors import SYSTEM
+from tenants.models import Membership, Role
+from tests.receiver import Receiver
+
+
+@pytest.fixture
+def receiver():
+    found = Receiver()
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def fast(settings):
+    settings.DEBUG = True  # plain http to this machine: the receiver
+    settings.PARKWEB_WEBHOOK_TIMEOUT = 1
+    settings.PARKWEB_WEBHOOK_RETRY_BASE = 0.05
+    settings.PARKWEB_WEBHOOK_RETRY_MAX = 0.1
+    return settings
+
+
+@pytest.mark.parametrize(
+    ("url", "debug", "why"),
+    [
+        ("http://crm.example.com/x", False, "Only https"),
+        ("http://127.0.0.1:8080/x", False, "Only https"),
+        ("http://10.0.0.1/x", True, "Only https"),
+        ("https://user:pw@crm.example.com/x", False, "user names"),
+        ("ftp://crm.example.com/x", False, "https URL"),
+        ("https://crm.example.com:99999/x", False, "port"),
+        ("https://crm.exa\nmple.com/", False, "plain characters"),
+    ],
+)
+def test_only_https_urls_are_taken(url, debug, why):
+    with pytest.raises(webhooks.Refused, match=why):
+        webhooks.parse_url(url, debug=debug)
+
+
+UNSPECIFIED = "0.0.0.0"  # noqa: S104  (refused, never bound)
+PRIVATE = ["10.1.2.3", "192.168.1.1", "172.16.0.1", "127.0.0.1", "::1", "fd00::1"]
+NEVER = ["169.254.169.254", "fe80::1", UNSPECIFIED, "224.0.0.1", "100.64.0.1"]
+
+
+@pytest.mark.parametrize("address", PRIVATE + NEVER)
+def test_private_and_special_addresses_are_refused_unless_staff_allow(address):
+    with pytest.raises(webhooks.Refused, match="not a public address"):
+        webhooks.check_address(address, allow_private=False, debug_loopback=False)
+    if address in PRIVATE:
+        webhooks.check_address(address, allow_private=True, debug_loopback=False)
+    else:  # link-local (cloud metadata), unspecified, multicast, shared: never
+        with pytest.raises(webhooks.Refused):
+            webhooks.check_address(address, allow_private=True, debug_loopback=False)
+    webhooks.check_address("93.184.216.34", allow_private=False, debug_loopback=False)
+
+
+def test_the_signature_is_hmac_sha256_of_timestamp_and_body():
+    body = webhooks.body_of({"type": "test", "id": "evt_1"})
+    expected = hmac.new(b"whsec_x", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert webhooks.signature("whsec_x", 1700000000, body) == f"v1={expected}"
+
+
+def test_a_delivery_is_signed_json_and_a_redirect_is_not_followed(receiver):
+    event = {"id": "evt_1", "type": "test", "tenant": "acme"}
+    answer = webhooks.send(
+        receiver.url, event, "whsec_x", allow_private=False, debug=True, timeout=2
+    )
+    assert (answer.delivered, answer.code, answer.prefix) == (True, 200, "ok")
+    got = receiver.received[0]
+    assert json.loads(got.body) == event
+    stamp = got.headers["X-Parkweb-Timestamp"]
+    assert got.headers["X-Parkweb-Signature"] == webhooks.signature("whsec_x", int(stamp), got.body)
+    assert got.headers["X-Parkweb-Event-Id"] == "evt_1"
+
+    elsewhere = Receiver()
+    try:
+        receiver.answer = lambda _: (302, {"Location": elsewhere.url})
+        answer = webhooks.send(
+            receiver.url, event, "whsec_x", allow_private=False, debug=True, timeout=2
+        )
+        assert (answer.delivered, answer.code) == (False, 302)
+        assert "redirects are not followed" in answer.error
+        assert elsewhere.received == []
+    finally:
+        elsewhere.close()
+    # With DEBUG off, the same URL is refused before any connection.
+    answer = webhooks.send(receiver.url, event, "x", allow_private=False, debug=False, timeout=2)
+    assert "Only https" in answer.error and len(receiver.received) == 2
+
+
+def test_a_receiver_that_hangs_is_cut_off_by_the_timeout(receiver):
+    receiver.answer = lambda _: (time.sleep(3), (200, {}))[1]
+    started = time.perf_counter()
+    answer = webhooks.send(
+        receiver.url, {"id": "e"}, "x", allow_private=False, debug=True, timeout=0.5
+    )
+    assert not answer.delivered and "timed out" in answer.error
+    assert time.perf_counter() - started < 2
+
+
+def make_webhook(tenant, url, **fields) -> tuple[Webhook, str]:
+    return services.webhook_create(tenant, actor=SYSTEM, url=url, **fields)
+
+
+def test_failing_twice_then_ok_delivers_each_event_exactly_once_in_order(db, acme, receiver, fast):
+    webhook, _ = make_webhook(acme, receiver.url)
+    answers = iter([500, 500])
+    receiver.answer = lambda _: (next(answers, 200), {})
+    for name in ("first", "second", "third"):
+        services.webhook_test(webhook, actor=SYSTEM)
+        WebhookDelivery.objects.filter(event_type="test", status="pending").exclude(
+            payload__has_key="n"
+        ).update(payload={"type": "test", "n": name, "id": name})
+    deadline = time.monotonic() + 10
+    while WebhookDelivery.objects.filter(status="pending").exists():
+        assert time.monotonic() < deadline, "deliveries did not finish"
+        services.webhook_deliver(webhook.pk)
+        time.sleep(0.05)
+    delivered = [r.event["n"] for r in receiver.received if r.event.get("n")]
+    # The first event is tried three times (500, 500, 200); the others wait behind it.
+    assert delivered == ["first", "first", "first", "second", "third"]
+    log = WebhookDelivery.objects.order_by("occurred_at", "pk")
+    assert [(d.status, d.attempts, d.response_code) for d in log] == [
+        ("delivered", 3, 200),
+        ("delivered", 1, 200),
+        ("delivered", 1, 200),
+    ]
+
+
+def test_an_endpoint_that_keeps_failing_is_paused_and_its_admins_are_told(db, acme, receiver, fast):
+    fast.PARKWEB_WEBHOOK_RETRY_SECONDS = 0
+    admin = get_user_model().objects.create_user("ada", "ada@acme.example", "pw-ada-123")
+    Membership.objects.create(user=admin, tenant=acme, role=Role.ADMIN)
+    receiver.answer = lambda _: (503, {})
+    webhook, _ = make_webhook(acme, receiver.url)
+    services.webhook_test(webhook, actor=SYSTEM)
+    services.webhook_deliver(webhook.pk)
+    webhook.refresh_from_db()
+    assert webhook.paused_at is not None and "answered 503" in webhook.paused_reason
+    assert mail.outbox and mail.outbox[0].to == ["ada@acme.example"]
+    services.webhook_test(webhook, actor=SYSTEM)  # paused: nothing is sent
+    assert services.webhook_deliver(webhook.pk) is None and len(receiver.received) == 1
+    receiver.answer = lambda _: (200, {})
+    services.webhook_update(webhook, actor=SYSTEM, active=True)  # resumes
+    services.webhook_deliver(webhook.pk)
+    assert len(receiver.received) == 2
+
+
+@pytest.fixture
+def admins(db, acme, globex):
+    users = get_user_model().objects
+    clients = {}
+    for tenant in (acme, globex):
+        user = users.create_user(f"boss-{tenant.slug}", password="pw-boss-123")
+        Membership.objects.create(user=user, tenant=tenant, role=Role.ADMIN)
+        client = APIClient()
+        client.force_authenticate(user)
+        clients[tenant.slug] = client
+    return clients
+
+
+def test_the_api_shows_the_secret_once_and_keeps_tenants_apart(admins, settings):
+    settings.DEBUG = False
+    api = admins["acme"]
+    made = api.post(
+        "/api/v1/tenants/acme/webhooks/",
+        {"url": "https://crm.example.com/parking", "events": ["call.parked"]},
+        format="json",
+    )
+    assert made.status_code == 201, made.json()
+    assert made.json()["secret"].startswith("whsec_")
+    hook = made.json()["id"]
+    shown = api.get(f"/api/v1/tenants/acme/webhooks/{hook}/").json()
+    assert "secret" not in shown and shown["events"] == ["call.parked"]
+    assert made.json()["secret"] not in json.dumps(api.get("/api/v1/tenants/acme/webhooks/").json())
+    other = admins["globex"]
+    assert other.get(f"/api/v1/tenants/globex/webhooks/{hook}/").status_code == 404
+    assert other.get(f"/api/v1/tenants/acme/webhooks/{hook}/").status_code == 404
+    assert other.post(f"/api/v1/tenants/globex/webhooks/{hook}/test/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://crm.example.com/x", "Only https"),
+        ("https://10.0.0.5/x", "not a public address"),
+        ("https://169.254.169.254/latest/meta-data", "not a public address"),
+        ("https://[::1]/x", "not a public address"),
+    ],
+)
+def test_the_api_refuses_plain_http_and_private_addresses_naming_the_field(
+    admins, settings, url, why
+):
+    settings.DEBUG = False
+    refused = admins["acme"].post("/api/v1/tenants/acme/webhooks/", {"url": url}, format="json")
+    assert refused.status_code == 400
+    assert list(refused.json()) == ["url"] and why in refused.json()["url"][0]
+    unknown = admins["acme"].post(
+        "/api/v1/tenants/acme/webhooks/",
+        {"url": "https://crm.example.com/x", "events": ["lot.exploded"]},
+        format="json",
+    )
+    assert unknown.status_code == 400 and "events" in unknown.json()
