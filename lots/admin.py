@@ -353,6 +353,7 @@ class ParkingLotAdmin(ServiceAdmin):
     fieldsets = [
         (None, {"fields": ["tenant", *options.GROUPS[options.BASICS], "held_reason"]}),
         ("When nobody picks up", {"fields": options.GROUPS[options.COMEBACK]}),
+        ("Alerts", {"fields": options.GROUPS[options.ALERTS]}),
         ("Advanced", {"classes": ["collapse"], "fields": options.GROUPS[options.ADVANCED]}),
     ]
     actions = ["try_again"]

@@ -15,7 +15,7 @@ from .models import DialplanContext, ParkedCall, ParkingLot
 def chain_fields_optional(form) -> None:
     """The timeout chain's fields came after the rest: a form posted without them (an
     older page, a script) keeps the lot's values, and an empty number its default."""
-    for name in options.CHAIN:
+    for name in (*options.CHAIN, *options.ALERT_FIELDS):
         field = form.fields.get(name)
         if field is None or name == "fallback_context":
             continue
@@ -72,6 +72,12 @@ class LotForm(ParsingModelForm):
                 "text": "What happens to a call still parked when its parking time runs out.",
                 "names": options.GROUPS[options.COMEBACK],
                 "summary": self.comeback_policy(),
+            },
+            {
+                "title": "Alerts",
+                "text": "Warnings on the board (and by mail to members who ask for them) "
+                "before callers give up: a lot filling up, a call waiting too long.",
+                "names": options.GROUPS[options.ALERTS],
             },
             {
                 "title": "Advanced",

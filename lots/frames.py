@@ -42,6 +42,7 @@ def call_data(call: ParkedCall) -> dict:
         "outcome": call.outcome or None,
         "after_timeout": call.after_timeout or None,
         "reminders_sent": call.reminders_sent,
+        "waiting_long": call.waiting_long_at is not None,
         "retriever_channel": call.retriever_channel,
         "retriever_caller_id_num": call.retriever_caller_id_num,
         "retriever_caller_id_name": call.retriever_caller_id_name,
@@ -68,6 +69,12 @@ def health_frame(health: ServerHealth) -> dict:
     return {"type": "health", **health_data(health.server_id, health)}
 
 
+def lot_alert(lot: ParkingLot) -> dict:
+    """The lot's alert now: "full", "almost_full" or None (lots.services.alerts)."""
+    alert = "full" if lot.full_since else "almost_full" if lot.almost_full_since else None
+    return {"alert": alert}
+
+
 def lot_data(lot: ParkingLot, calls: list[dict]) -> dict:
     return {
         "id": lot.pk,
@@ -81,6 +88,9 @@ def lot_data(lot: ParkingLot, calls: list[dict]) -> dict:
         "last_space": lot.parkpos_end,
         "parkingtime": lot.parkingtime,
         "enabled": lot.enabled,
+        "alert_free_spaces": lot.alert_free_spaces,
+        "alert_wait_seconds": lot.alert_wait_seconds,
+        **lot_alert(lot),
         "calls": calls,
     }
 

@@ -399,6 +399,20 @@ class ParkingLot(ConstraintFieldsMixin, ImmutableFieldsMixin, models.Model):
         default="first",
         choices=[("first", "first free space"), ("next", "next space after the last used")],
     )
+    # Alerts (lots.services.alerts): shown on the board, mailed to members who opt in, and
+    # sent to webhooks; each fires once per condition and clears when it passes.
+    alert_free_spaces = models.PositiveIntegerField(
+        "almost full at (free spaces)",
+        default=0,
+        help_text="Warn when this many spaces or fewer are free. 0: no warning.",
+    )
+    alert_wait_seconds = models.PositiveIntegerField(
+        "waiting too long after (s)",
+        default=0,
+        help_text="Warn when a call has been parked longer than this. 0: no warning.",
+    )
+    full_since = models.DateTimeField(null=True, blank=True, editable=False)
+    almost_full_since = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Set by a deploy that Asterisk refused because of this lot: the lot is left out of the
@@ -614,6 +628,8 @@ class ParkedCall(models.Model):
     outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
     after_timeout = models.CharField(max_length=10, choices=AfterTimeout.choices, blank=True)
     reminders_sent = models.PositiveIntegerField(default=0)
+    # When the call passed its lot's alert_wait_seconds (the alert fired, once).
+    waiting_long_at = models.DateTimeField(null=True, blank=True)
     retriever_channel = models.CharField(max_length=200, blank=True)
     retriever_caller_id_num = models.CharField(max_length=80, blank=True)
     retriever_caller_id_name = models.CharField(max_length=80, blank=True)

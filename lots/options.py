@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 BASICS = "basics"
 COMEBACK = "comeback"
+ALERTS = "alerts"
 ADVANCED = "advanced"
 
 
@@ -63,9 +64,15 @@ CHAIN: tuple[str, ...] = (
     "reminder_announcement",
 )
 CHAIN_PLAIN = tuple(field for field in CHAIN if field != "fallback_context")
+# Alerts (lots.services.alerts): the lot's own fields too.
+ALERT_FIELDS: tuple[str, ...] = ("alert_free_spaces", "alert_wait_seconds")
 
 # The fields that are the lot's own and not res_parking options, by group.
-_OWN = {BASICS: (["name", "slug", "server"], ["enabled"]), COMEBACK: ([], list(CHAIN))}
+_OWN = {
+    BASICS: (["name", "slug", "server"], ["enabled"]),
+    COMEBACK: ([], list(CHAIN)),
+    ALERTS: ([], list(ALERT_FIELDS)),
+}
 
 
 def fields_of(group: str) -> list[str]:
@@ -74,6 +81,6 @@ def fields_of(group: str) -> list[str]:
     return [*before, *(o.field for o in OPTIONS if o.group == group), *after]
 
 
-GROUPS = {group: fields_of(group) for group in (BASICS, COMEBACK, ADVANCED)}
+GROUPS = {group: fields_of(group) for group in (BASICS, COMEBACK, ALERTS, ADVANCED)}
 # Options whose value goes into the file as it is (not a context, which goes by name).
 PLAIN = tuple(o.field for o in OPTIONS if o.kind != "context")

@@ -247,6 +247,25 @@ def check_timeout_policy(
     return found
 
 
+ALERT_WAIT_MIN, ALERT_WAIT_MAX = 5, 86_400
+
+
+def check_alerts(free_spaces: int | None, spaces: int, wait_seconds: int | None) -> list[Violation]:
+    """An "almost full" count below the lot's size, and a waiting time a person notices."""
+    found = []
+    if free_spaces and free_spaces >= spaces:
+        found.append(
+            Violation(
+                "alert_free_spaces",
+                "alert_free_spaces_range",
+                f"Must be less than the lot's {spaces} spaces (0: no warning).",
+            )
+        )
+    if wait_seconds:
+        found += check_range("alert_wait_seconds", wait_seconds, ALERT_WAIT_MIN, ALERT_WAIT_MAX)
+    return found
+
+
 def check_range(field: str, value: int | None, low: int, high: int) -> list[Violation]:
     if value is not None and not low <= value <= high:
         return [Violation(field, "out_of_range", f"Must be between {low} and {high}.")]

@@ -253,6 +253,7 @@ class Supervisor:
     async def _check(self) -> None:
         if self.retry_deploys:
             await _db(services.deployments_retry_due)()
+            await _db(services.webhook_deliveries_due)()
         if not self.watch:
             return
         servers = await _db(lambda: list(AsteriskServer.objects.all()))()
@@ -266,8 +267,9 @@ class Supervisor:
             await watcher.sink.write_stats()  # a tally left since the last event
             try:
                 await _db(services.reminders_send)(server_id)
+                await _db(services.waiting_alerts_check)(server_id)
             except Exception:  # the leases and the other servers go on
-                log.exception("server %s: reminders not sent", server_id)
+                log.exception("server %s: reminders or alerts not sent", server_id)
         for server_id, server in wanted.items():
             if server_id in self._watching:
                 continue

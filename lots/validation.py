@@ -120,6 +120,11 @@ def lot_field_violations(lot: ParkingLot) -> list[rules.Violation]:
         ),
         *rules.check_moh_class("parkedmusicclass", lot.parkedmusicclass),
         *rules.check_sound("courtesytone", lot.courtesytone),
+        *rules.check_alerts(
+            lot.alert_free_spaces,
+            (lot.parkpos_end or 0) - (lot.parkpos_start or 0) + 1,
+            lot.alert_wait_seconds,
+        ),
         *rules.check_sound("comeback_announcement", lot.comeback_announcement),
         *rules.check_sound("reminder_announcement", lot.reminder_announcement),
         *rules.check_timeout_policy(

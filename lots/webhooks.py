@@ -29,6 +29,10 @@ EVENT_TYPES = (
     "call.timed_out",
     "call.abandoned",
     "call.lost",
+    "call.waiting_long",
+    "lot.full",
+    "lot.available",
+    "deployment.finished",
     "test",
 )
 # The board's frame kinds (lots.frames) -> the event types they are.

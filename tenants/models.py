@@ -134,6 +134,11 @@ class Membership(models.Model):
         validators=[extension_validator],
         help_text="The member's own phone, rung by Retrieve: one of the tenant's extensions.",
     )
+    alert_mail = models.BooleanField(
+        "mail me alerts",
+        default=False,
+        help_text="A lot almost full or full, a call waiting too long: mailed to the member.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     tenant_path = "tenant"

@@ -157,7 +157,7 @@ class TenantContextSerializer(ContextSerializer):
 
 # The res_parking options, then the timeout chain's own fields, that the API reads and
 # writes as they are (lots.options).
-LOT_OPTIONS = [*options.PLAIN, *options.CHAIN_PLAIN]
+LOT_OPTIONS = [*options.PLAIN, *options.CHAIN_PLAIN, *options.ALERT_FIELDS]
 
 
 def lot_data(lot: ParkingLot) -> dict:

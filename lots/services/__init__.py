@@ -6,6 +6,7 @@ parking: live parked calls.
 
 from tenants.actors import SYSTEM, Actor
 
+from .alerts import lot_occupancy_update, waiting_alerts_check
 from .config import (
     context_create,
     context_save,
@@ -78,6 +79,7 @@ __all__ = [
     "lot_create",
     "lot_delete",
     "lot_for",
+    "lot_occupancy_update",
     "lot_save",
     "lot_update",
     "lots_retry",
@@ -99,6 +101,7 @@ __all__ = [
     "server_retire",
     "server_save",
     "timeout_step_apply",
+    "waiting_alerts_check",
     "webhook_create",
     "webhook_delete",
     "webhook_deliver",

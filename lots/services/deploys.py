@@ -14,13 +14,20 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from tenants.actors import SYSTEM, Actor
+from tenants.models import Tenant
 
 from .. import rules
 from ..asterisk import comeback, confgen, deploy, dialplan, hints
 from ..asterisk.ami import AmiClient, AmiError
 from ..locks import server_deploy_lock
 from ..models import AsteriskServer, Deployment, ParkingLot, ServerDeployState
-from ..selectors import files_hash, last_good_deployment, server_config, server_lots
+from ..selectors import (
+    deployment_error_for,
+    files_hash,
+    last_good_deployment,
+    server_config,
+    server_lots,
+)
 from ..validation import lot_conflict_violations, lot_extensions, lot_field_violations
 
 log = logging.getLogger(__name__)
@@ -446,14 +453,55 @@ def _finish(
     if reason_suffix:
         deployment.reason = f"{deployment.reason} ({reason_suffix})"[-200:]
     deployment.save()
-    _log_finished(deployment, before)
+    tenants = _changed_tenants(deployment, before)
+    _log_finished(deployment, tenants)
+    _tell_tenants(deployment, tenants)
 
 
-def _log_finished(deployment: Deployment, before: str | None) -> None:
-    """One line per deploy, with the tenants whose lots it changed (see parkweb.logs)."""
+def _changed_tenants(deployment: Deployment, before: str | None) -> list[str]:
+    """The slugs of the tenants whose lots (or timeout chains) the deployment changed."""
     changed = deploy.changed_sections(before, deployment.res_parking_conf) or set()
-    # A lot's section is `<tenant slug>_<lot slug>` (ParkingLot.asterisk_name).
-    tenants = sorted({name.partition("_")[0] for name in changed if "_" in name})
+    # A lot's section is `<tenant slug>_<lot slug>` (ParkingLot.asterisk_name); its timeout
+    # context `parkweb-timeout-<tenant slug>_<lot slug>`.
+    names = {name.removeprefix(confgen.TIMEOUT_PREFIX) for name in changed}
+    if deployment.replies:
+        for reply in deployment.replies:
+            if reply.get("action") == "dialplan":
+                names |= {
+                    line.split()[1].removeprefix(confgen.TIMEOUT_PREFIX)
+                    for line in reply.get("changes", ())
+                    if len(line.split()) > 1
+                }
+    return sorted({name.partition("_")[0] for name in names if "_" in name})
+
+
+def _tell_tenants(deployment: Deployment, tenants: list[str]) -> None:
+    """`deployment.finished` to the webhooks of the tenants whose lots it changed, as each
+    may see it (other tenants' lots and problems are not named)."""
+    from .webhooks import event_emit  # webhooks queue deliveries: no cycle at import
+
+    for tenant in Tenant.objects.filter(slug__in=tenants):
+
+        def data(tenant=tenant) -> dict:
+            return {
+                "deployment": {
+                    "id": deployment.pk,
+                    "status": deployment.status,
+                    "finished_at": deployment.finished_at.isoformat().replace("+00:00", "Z"),
+                    "error": deployment_error_for(tenant, deployment),
+                    "set_aside": [
+                        entry
+                        for entry in deployment.set_aside or []
+                        if entry.get("tenant") == tenant.slug
+                    ],
+                }
+            }
+
+        event_emit(tenant.pk, "deployment.finished", None, data)
+
+
+def _log_finished(deployment: Deployment, tenants: list[str]) -> None:
+    """One line per deploy, with the tenants whose lots it changed (see parkweb.logs)."""
     took = (deployment.finished_at - deployment.created_at).total_seconds()
     level = logging.INFO if deployment.status == Deployment.Status.OK else logging.ERROR
     log.log(

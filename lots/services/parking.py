@@ -35,6 +35,7 @@ from ..models import (
     ServerHealth,
     TenantPhones,
 )
+from .alerts import lot_occupancy_update
 from .deploys import ami_client
 from .webhooks import call_event_emit
 
@@ -73,9 +74,11 @@ def push(tenant_id: int | None, message: dict) -> None:
 
 def _tell(kind: str, call: ParkedCall) -> None:
     """A call's change, to its tenant's pages and to the tenant's webhooks (queued in this
-    transaction, delivered by workers after it commits)."""
+    transaction, delivered by workers after it commits), and its lot's alerts."""
     push(call.tenant_id, call_frame(kind, call))
     call_event_emit(kind, call)
+    if call.lot_id is not None:
+        lot_occupancy_update(call.lot)
 
 
 def lot_for(server_id: int, lot_name: str) -> ParkingLot | None:

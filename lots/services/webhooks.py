@@ -160,17 +160,23 @@ def call_event_emit(kind: str, call: ParkedCall) -> int:
     event_type = webhooks.CALL_EVENTS.get(kind)
     if event_type is None or call.tenant_id is None:
         return 0
+    lot = call.lot.slug if call.lot_id else None
+    return event_emit(call.tenant_id, event_type, lot, lambda: {"call": call_data(call)})
+
+
+def event_emit(tenant_id: int, event_type: str, lot: str | None, data) -> int:
+    """Queue an event for the tenant's endpoints that want it, inside the caller's
+    transaction (`data()` builds the rest of the body only if one does). Returns how many."""
     wanted = [
         webhook
         for webhook in Webhook.objects.filter(
-            tenant_id=call.tenant_id, active=True, paused_at__isnull=True
+            tenant_id=tenant_id, active=True, paused_at__isnull=True
         ).select_related("tenant")
         if webhook.wants(event_type)
     ]
     if not wanted:
         return 0
-    lot = call.lot.slug if call.lot_id else None
-    event = _event(event_type, wanted[0].tenant, lot, {"call": call_data(call)})
+    event = _event(event_type, wanted[0].tenant, lot, data())
     # Ordered as parkweb applied them: one watcher per server applies a call's events in
     # Asterisk's order.
     occurred_at = timezone.now()
@@ -191,6 +197,11 @@ def call_event_emit(kind: str, call: ParkedCall) -> int:
 
 def _enqueue_on_commit(webhook_id: int) -> None:
     from ..tasks import webhook_deliver  # tasks call services: imported here
+
+    if webhook_deliver.app.conf.task_always_eager:
+        # The embedded mode: no workers, and a task would run right here, in the watcher's
+        # path. Its supervisor delivers what is due every few seconds instead.
+        return
 
     def enqueue() -> None:
         try:

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from lots import rules
 from lots.api import urls as api_urls
 from lots.models import Deployment, ParkedCall, ParkingLot
+from lots.services import webhook_create
 from tenants.actors import SYSTEM
 from tenants.models import ApiKey, Membership, Role
 from tenants.services import api_key_create, invitation_create
@@ -61,6 +62,7 @@ class World:
         self.key, self.key_text = api_key_create(
             self.a, actor=SYSTEM, name="provisioning", role=Role.ADMIN
         )
+        self.webhook, _ = webhook_create(self.a, actor=SYSTEM, url="https://crm.example.com/p")
         self.invitation = invitation_create(
             self.a, actor=SYSTEM, role=Role.VIEWER, site_url="http://x/", email="new@example.com"
         )
@@ -134,6 +136,21 @@ MATRIX = {
     "api-contexts": ("get", T + "/contexts/", None, A_READ),
     "api-server-phones": ("get", "/api/v1/servers/{server}/phones/", None, [*STAFF_ONLY, 200]),
     "api-phones": ("get", T + "/phones/", None, A_READ),
+    # Webhooks: the tenant's admins (and staff); never another tenant (404).
+    "api-webhooks": ("get", T + "/webhooks/", None, [401, 403, 403, 200, 404, 200, 200]),
+    "api-webhook": ("get", T + "/webhooks/{webhook}/", None, [401, 403, 403, 200, 404, 200, 200]),
+    "api-webhook-deliveries": (
+        "get",
+        T + "/webhooks/{webhook}/deliveries/",
+        None,
+        [401, 403, 403, 200, 404, 200, 200],
+    ),
+    "api-webhook-test": (
+        "post",
+        T + "/webhooks/{webhook}/test/",
+        None,
+        [401, 403, 403, 202, 404, 202, 202],
+    ),
     # API keys and staff have no membership, so no "me".
     "api-me": ("get", T + "/me/", None, [401, 200, 200, 200, 404, 404, 404]),
 }
@@ -153,6 +170,7 @@ def test_who_may_call_what(world, name):
         member=world.member_a.pk,
         key=world.key.pk,
         invitation=world.invitation.pk,
+        webhook=world.webhook.pk,
     )
     got = []
     for principal in PRINCIPALS:
