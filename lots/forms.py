@@ -138,7 +138,7 @@ class LotForm(ParsingModelForm):
             extension = self["fallback_extension"].value() or "?"
             where = f"{extension}@{target.name}" if target else f"{extension}@(context below)"
             steps.append(f"then, if nobody answers, it goes to {where}")
-            lines.append(f"Goto({where.replace('@', ',', 1)},1)" if target else "Goto(...)")
+            lines.append(f"Goto({target.name},{extension},1)" if target else "Goto(...)")
         elif fallback == rules.FALLBACK_REPARK:
             times = self["repark_limit"].value() or 1
             steps.append(

@@ -10,4 +10,6 @@ urlpatterns = [
     path("history/", views.history, name="history"),
     path("members/", views.members, name="members"),
     path("api-keys/", views.api_keys, name="api-keys"),
+    path("webhooks/", views.webhooks_page, name="webhooks"),
+    path("alert-mail/", views.alert_mail, name="alert-mail"),
 ]

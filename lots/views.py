@@ -13,15 +13,16 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
 from parkweb.errors import DomainError
 from tenants import services as tenant_services
 from tenants.models import ApiKey, Invitation, Membership, Role
 from tenants.scoping import scoped, tenant_access, tenants_for_user
 
-from . import selectors, services, snippets
+from . import selectors, services, snippets, webhooks
 from .forms import HistoryFilters, LotForm
-from .models import Deployment, ParkedCall, ParkingLot, ServerHealth
+from .models import Deployment, ParkedCall, ParkingLot, ServerHealth, Webhook
 
 
 def tenant_page(view):
@@ -75,13 +76,12 @@ def dashboard(request):
 @tenant_page
 def board(request):
     lots = scoped(ParkingLot, request.tenant).select_related("tenant").order_by("name", "pk")
-    my_extension = (
-        scoped(Membership, request.tenant)
-        .filter(user=request.user)
-        .values_list("extension", flat=True)
-        .first()
+    me = scoped(Membership, request.tenant).filter(user=request.user).first()
+    return render(
+        request,
+        "lots/board.html",
+        {"lots": lots, "my_extension": me.extension if me else "", "me": me},
     )
-    return render(request, "lots/board.html", {"lots": lots, "my_extension": my_extension or ""})
 
 
 @tenant_page
@@ -319,3 +319,76 @@ def api_keys(request):
             "error": error,
         },
     )
+
+
+NEW_SECRET_SESSION = "parkweb-new-webhook-secret"  # noqa: S105 (a session key)
+
+
+@never_cache
+@tenant_page
+def webhooks_page(request):
+    """Tenant admins add webhook endpoints (the secret is shown once, like an API key's),
+    send them a test event, resume or delete them, and read their delivery log."""
+    _require_admin(request)
+    new_secret = request.session.pop(NEW_SECRET_SESSION, "") if request.method == "GET" else ""
+    error = ""
+    if request.method == "POST":
+        error = _webhooks_change(request)
+        if not error:
+            return redirect("webhooks", tenant=request.tenant.slug)
+    hooks = list(scoped(Webhook, request.tenant).order_by("pk"))
+    for hook in hooks:
+        hook.log = list(hook.deliveries.order_by("-occurred_at", "-pk")[:20])
+    return render(
+        request,
+        "lots/webhooks.html",
+        {
+            "hooks": hooks,
+            "event_types": [t for t in webhooks.EVENT_TYPES if t != "test"],
+            "new_secret": new_secret,
+            "error": error,
+            "done": request.session.pop(DONE_SESSION, "") if not error else "",
+        },
+    )
+
+
+def _webhooks_change(request) -> str:
+    """Apply one add / test / resume / delete; returns an error, or ""."""
+    action, actor = request.POST.get("action"), services.Actor.of(request.user)
+    try:
+        if action == "add":
+            _, request.session[NEW_SECRET_SESSION] = services.webhook_create(
+                request.tenant,
+                actor=actor,
+                url=request.POST.get("url", "").strip(),
+                events=request.POST.getlist("events"),
+                description=request.POST.get("description", ""),
+            )
+        elif action == "test":
+            hook = _own(Webhook, request, request.POST.get("id", ""))
+            services.webhook_test(hook, actor=actor)
+            request.session[DONE_SESSION] = f"A test event is on its way to {hook.url}."
+        elif action == "resume":
+            services.webhook_update(
+                _own(Webhook, request, request.POST.get("id", "")), actor=actor, active=True
+            )
+        elif action == "delete":
+            services.webhook_delete(_own(Webhook, request, request.POST.get("id", "")), actor=actor)
+        else:
+            return "Action: add, test, resume or delete."
+    except DomainError as refused:
+        return _message(refused)
+    return ""
+
+
+@require_POST
+@tenant_page
+def alert_mail(request):
+    """A member turns their alert mail on or off (from the board)."""
+    membership = scoped(Membership, request.tenant).filter(user=request.user).first()
+    if membership is None:
+        raise Http404
+    services.member_alert_mail_set(
+        membership, request.POST.get("alert_mail") == "on", actor=services.Actor.of(request.user)
+    )
+    return redirect("board", tenant=request.tenant.slug)

@@ -125,13 +125,14 @@
 
   function fillSpace(item, lot, space) {
     const call = lot.calls.get(space);
-    item.className = call ? "space busy" : "space free";
+    item.className = call ? "space busy" + (call.waiting_long ? " waiting-long" : "") : "space free";
     item.replaceChildren(el("span", {"class": "number"}, String(space)));
     if (!call) {
       item.append(el("span", {"class": "state"}, "free"));
       return;
     }
     item.append(el("span", {"class": "who"}, caller(call)));
+    if (call.waiting_long) item.append(el("span", {"class": "alert"}, "waiting too long"));
     if (call.parker_dial_string) item.append(el("span", {"class": "parker"}, "by " + call.parker_dial_string));
     item.append(el("span", {"class": "parked", "data-since": call.parked_at}));
     if (call.timeout_at) item.append(el("span", {"class": "countdown", "data-until": call.timeout_at}));
@@ -167,6 +168,11 @@
     const pbx = lot.node.querySelector(".pbx");
     pbx.textContent = up ? "PBX connected" : "PBX disconnected";
     pbx.className = "pbx " + (up ? "ok" : "bad");
+    const alert = lot.node.querySelector(".lot-alert");
+    alert.textContent = {full: "Full", almost_full: "Almost full"}[lot.alert] || "";
+    alert.hidden = !lot.alert;
+    lot.node.classList.toggle("full", lot.alert === "full");
+    lot.node.classList.toggle("almost-full", lot.alert === "almost_full");
   }
 
   function drawLot(lot) {
@@ -176,7 +182,8 @@
     head.append(el("h2", {"id": `lot-${lot.id}`, "tabindex": "-1"}, lot.name),
                 el("span", {"class": "hint"}, `park on ${lot.parkext || "(no park extension)"} in ${lot.context}` +
                                               (lot.enabled ? "" : " · disabled")),
-                el("span", {"class": "occupancy"}), el("span", {"class": "pbx"}));
+                el("span", {"class": "occupancy"}), el("span", {"class": "lot-alert", "hidden": ""}),
+                el("span", {"class": "pbx"}));
     const grid = el("ol", {"class": "spaces", "aria-label": `Spaces of ${lot.name}`});
     if (showsEverySpace(lot)) {
       for (let space = lot.first_space; space <= lot.last_space; space++) grid.append(newSpace(lot, space));
@@ -279,7 +286,11 @@
     if (!lot) return;
     const tell = lot.node.hidden ? () => {} : announce;  // hidden lots change silently
     const current = lot.calls.get(call.space);
-    if (call.ended_at) {
+    if (type === "waiting_long") {
+      if (!current || current.id !== call.id) return;  // gone meanwhile
+      lot.calls.set(call.space, call);
+      say(`${caller(call)} has waited more than ${lot.alert_wait_seconds} s in space ${call.space} of ${lot.name}.`);
+    } else if (call.ended_at) {
       if (!current || current.id !== call.id) return;  // already replaced (a swap)
       lot.calls.delete(call.space);
       tell(`Space ${call.space} in ${lot.name} is free (${type.replace("_", " ")}).`);
@@ -300,9 +311,23 @@
     if (!wasReady && message.connected && message.synced) socket.send(JSON.stringify({type: "resync"}));
   }
 
+  // A lot's alert fired or cleared: always said (that is what alerts are for).
+  function applyLotAlert(message) {
+    const lot = lots.get(message.lot);
+    if (!lot) return;
+    const before = lot.alert;
+    lot.alert = message.alert;
+    drawSummary(lot);
+    if (message.alert === "full") say(`${lot.name} is full.`);
+    else if (message.alert === "almost_full" && before !== "almost_full") {
+      say(`${lot.name} is almost full: ${message.free} free space${message.free === 1 ? "" : "s"}.`);
+    } else if (!message.alert && before) say(`${lot.name} has free spaces again.`);
+  }
+
   function apply(message) {
     if (message.type === "snapshot") loadSnapshot(message);
     else if (message.type === "health") applyHealth(message);
+    else if (message.type === "lot_alert") applyLotAlert(message);
     else if (message.call) applyCall(message.type, message.call);
   }
 

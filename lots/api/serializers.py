@@ -148,6 +148,10 @@ class MeSerializer(serializers.Serializer):
     username = serializers.CharField(read_only=True)
     role = serializers.CharField(read_only=True)
     extension = serializers.CharField(max_length=20, allow_blank=True)
+    alert_mail = serializers.BooleanField(
+        help_text="Mail me alerts (a lot almost full or full, a call waiting too long), to "
+        "my account's address."
+    )
 
 
 class TenantContextSerializer(ContextSerializer):

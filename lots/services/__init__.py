@@ -48,7 +48,7 @@ from .parking import (
     server_resync,
     timeout_step_apply,
 )
-from .phones import member_extension_set, phones_save
+from .phones import member_alert_mail_set, member_extension_set, phones_save
 from .webhooks import (
     call_event_emit,
     webhook_create,
@@ -83,6 +83,7 @@ __all__ = [
     "lot_save",
     "lot_update",
     "lots_retry",
+    "member_alert_mail_set",
     "member_extension_set",
     "parked_call_apply",
     "parked_call_hangup",

@@ -53,3 +53,18 @@ def member_extension_set(
         extension=extension,
     )
     return membership
+
+
+def member_alert_mail_set(membership: Membership, on: bool, *, actor: Actor = SYSTEM) -> Membership:
+    """A member asks for alert mail (a lot almost full or full, a call waiting too long),
+    or stops it. Mail goes to the address of their account."""
+    membership.alert_mail = bool(on)
+    membership.save(update_fields=["alert_mail"])
+    audit(
+        actor,
+        "member.alert_mail",
+        membership.user.get_username(),
+        tenant=membership.tenant_id,
+        alert_mail=membership.alert_mail,
+    )
+    return membership

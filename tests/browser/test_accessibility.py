@@ -26,6 +26,7 @@ TENANT_PAGES = [
     "/t/acme/history/",
     "/t/acme/members/",
     "/t/acme/api-keys/",
+    "/t/acme/webhooks/",
     "/accounts/password_change/",
 ]
 PUBLIC_PAGES = ["/accounts/login/", "/accounts/password_reset/"]
@@ -69,6 +70,12 @@ def test_every_page_passes_an_accessibility_audit(busy_site, browser):
     page.get_by_role("button", name="Create").click()
     expect(page.locator("#new-key")).to_be_visible()
     problems["new API key"] = violations(page)
+    page.goto(f"{BASE}/t/acme/webhooks/")
+    page.get_by_label("URL").fill("https://crm.example.com/parking")
+    page.get_by_label("call.parked").check()
+    page.get_by_role("button", name="Add").click()
+    expect(page.locator("#new-secret")).to_be_visible()
+    problems["new webhook"] = violations(page)
 
     anonymous = browser.new_page()
     for path in PUBLIC_PAGES:

@@ -6,8 +6,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from lots.models import ParkedCall
-from tenants.models import Membership
+from lots.models import Deployment, DialplanContext, ParkedCall
+from tenants.models import Membership, Tenant
+from tests.factories import make_lot
+from tests.integration.test_deploy import wait_for
 
 from .pages import BASE, create_live_lot, log_in, off_loop, space
 
@@ -117,3 +119,43 @@ def test_the_board_shows_one_lot_when_picked_and_keeps_the_others_current(site, 
     expect(page.locator("#board-status")).not_to_contain_text("Night")  # hidden: silent
     page.get_by_label("Show").select_option(label="every lot")
     expect(space(page, number)).to_be_visible()
+
+
+def test_the_board_says_when_a_lot_fills_up_and_a_call_waits_too_long(site, browser, asterisk):
+    acme = Tenant.objects.get(slug="acme")
+    off_loop(  # the lot's save reads the PBX's dialplan: not on Playwright's loop
+        make_lot,
+        acme,
+        DialplanContext.objects.get(name="acme-parking"),
+        "small",
+        name="Small",
+        parkext="700",
+        parkpos_start=781,
+        parkpos_end=782,
+        parkingtime=120,
+        alert_free_spaces=1,
+        alert_wait_seconds=5,
+    )
+    wait_for(
+        lambda: (
+            Deployment.objects.filter(server=site, status="ok").exists()
+            and "acme_small" in asterisk.cli("parking show acme_small")
+        ),
+        what="the lot to go live",
+    )
+    page = log_in(browser, "ola")
+    page.goto(f"{BASE}/t/acme/board/")
+    lot = page.locator("section[data-lot='acme_small']")
+    status = page.locator("#board-status")
+    expect(lot.locator(".lot-alert")).to_be_hidden()
+
+    first = off_loop(asterisk.park_call, "parkacme_small", "#72", keep=True)["ParkingSpace"]
+    expect(lot.locator(".lot-alert")).to_have_text("Almost full", timeout=10_000)
+    expect(status).to_have_text("Small is almost full: 1 free space.")
+    off_loop(asterisk.park_call, "parkacme_small", "#72", keep=True)
+    expect(lot.locator(".lot-alert")).to_have_text("Full", timeout=10_000)
+    expect(status).to_have_text("Small is full.")
+    # The first call passes 5 s: its space says so, and so does the status line.
+    waiting = lot.locator(f"li.space.waiting-long[data-space='{first}']")
+    expect(waiting).to_contain_text("waiting too long", timeout=15_000)
+    expect(status).to_contain_text(f"has waited more than 5 s in space {first} of Small")

@@ -128,6 +128,7 @@ def test_every_page_keeps_to_the_content_security_policy(site, browser, asterisk
 
     ada.visit("/t/acme/history/", heading("Parked calls"))
     ada.visit("/t/acme/api-keys/", heading("API keys"))
+    ada.visit("/t/acme/webhooks/", heading("Webhooks"))
     ada.visit("/t/acme/members/", heading("Members"))
     # The API as a browser sees it (Django REST framework's pages).
     ada.visit("/api/v1/tenants/acme/lots/", lambda p: expect(p.locator("h1")).to_be_visible())

@@ -6,11 +6,13 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 
-from lots.models import ParkingLot
+from lots import rules
+from lots.models import ParkedCall, ParkingLot, Webhook
 from lots.snippets import lot_dialplan
 from tenants.models import Membership, Role
-from tests.factories import lot_form_data, make_lot
+from tests.factories import lot_form_data, make_context, make_lot
 
 
 @pytest.fixture
@@ -321,3 +323,96 @@ def test_history_of_a_day_when_the_clocks_change_has_its_real_hours(
     hours = dict(response.context["stats"].hours)
     assert len(response.context["stats"].hours) == 23 and "2:00" not in hours
     assert hours["1:00"] == hours["3:00"] == hours["23:00"] == 1
+
+
+def test_the_timeout_chain_is_told_in_words_with_its_dialplan(people, acme, server, acme_ctx):
+    client = client_for(people["boss"])
+    phones = make_context(server, acme, "acme-phones")
+    post = lot_form_data(
+        server,
+        acme_ctx,
+        timeout_policy="chain",
+        comeback_ring_parker="on",
+        comeback_cid_prefix="P",
+        fallback="destination",
+        fallback_context=phones.pk,
+        fallback_extension="200",
+        repark_limit="1",
+        reminder_seconds="60",
+        comebackdialtime="20",
+        parkingtime="45",
+    )
+    page = client.post("/t/acme/new-lot/", post, follow=True).content.decode()
+    assert "After 45 s, the call rings the phone that parked it for 20 s" in page
+    assert "shown as &#x27;P701 &lt;caller&gt;&#x27;" in page
+    assert "then, if nobody answers, it goes to 200@acme-phones" in page
+    assert "<code>comebackcontext = parkweb-timeout-acme_sales</code>" in page
+    assert "<code>Goto(200,acme-phones,1)</code>" not in page
+    assert "<code>Goto(acme-phones,200,1)</code>" in page
+    assert "every 60 s the parker" in page
+    # Another tenant's context is not offered as the fallback's.
+    globex_ctx = make_context(server, people["other"].memberships.get().tenant, "globex-x")
+    refused = client.post(
+        "/t/acme/new-lot/", {**post, "slug": "other", "fallback_context": globex_ctx.pk}
+    )
+    assert html.escape(rules.CONTEXT_NOT_OWNED) in refused.content.decode()
+
+
+def test_history_says_what_followed_a_timeout_and_filters_on_it(people, acme, server, acme_ctx):
+    lot = make_lot(acme, acme_ctx, "main")
+    now = timezone.now()
+    for after in ("answered", "fallback", ""):
+        ParkedCall.objects.create(
+            server=server,
+            lot=lot,
+            tenant=acme,
+            lot_name="acme_main",
+            space=701,
+            parkee_channel="Local/x",
+            uniqueid=f"u{after}",
+            parked_at=now,
+            ended_at=now,
+            outcome="timed_out",
+            after_timeout=after,
+        )
+    client = client_for(people["watcher"])
+    page = client.get("/t/acme/history/").content.decode()
+    assert "timed out, then answered by the parker" in page
+    assert "timed out, then sent to the fallback" in page
+    only = client.get("/t/acme/history/?outcome=timed_out.fallback").content.decode()
+    assert only.count('<tr role="row"><td role="cell" data-label="Parked">') == 1
+    assert "then sent to the fallback" in only
+
+
+def test_admin_adds_a_webhook_whose_secret_is_shown_once(people, acme, settings):
+    settings.DEBUG = False
+    client = client_for(people["boss"])
+    refused = client.post("/t/acme/webhooks/", {"action": "add", "url": "http://crm.example.com/"})
+    assert "Only https URLs are allowed" in refused.content.decode()
+    page = client.post(
+        "/t/acme/webhooks/",
+        {"action": "add", "url": "https://crm.example.com/p", "events": ["call.parked"]},
+        follow=True,
+    )
+    assert "no-store" in page["Cache-Control"]
+    text = page.content.decode()
+    assert 'id="new-secret"' in text and "whsec_" in text
+    again = client.get("/t/acme/webhooks/").content.decode()
+    assert "whsec_" not in again and "call.parked" in again
+    hook = Webhook.objects.get(tenant=acme)
+    client.post("/t/acme/webhooks/", {"action": "test", "id": hook.pk})
+    assert hook.deliveries.filter(event_type="test").count() == 1
+    assert client_for(people["desk"]).get("/t/acme/webhooks/").status_code == 403
+    other = client_for(people["other"])
+    assert other.post("/t/acme/webhooks/", {"action": "delete", "id": hook.pk}).status_code == 404
+    client.post("/t/acme/webhooks/", {"action": "delete", "id": hook.pk})
+    assert not Webhook.objects.filter(tenant=acme).exists()
+
+
+def test_a_member_turns_alert_mail_on_from_the_board(people, acme):
+    client = client_for(people["watcher"])
+    assert 'id="alert-mail"' in client.get("/t/acme/board/").content.decode()
+    client.post("/t/acme/alert-mail/", {"alert_mail": "on"})
+    assert Membership.objects.get(user=people["watcher"]).alert_mail
+    client.post("/t/acme/alert-mail/", {})
+    assert not Membership.objects.get(user=people["watcher"]).alert_mail

@@ -92,7 +92,8 @@ class InvitationDetail(TenantScoped, APIView):
 
 
 class Me(TenantScoped, APIView):
-    """The caller's own membership in the tenant; PATCH stores their own extension."""
+    """The caller's own membership in the tenant; PATCH stores their own extension and
+    whether they want alert mail."""
 
     write_role = Role.VIEWER
 
@@ -107,6 +108,7 @@ class Me(TenantScoped, APIView):
             "username": membership.user.get_username(),
             "role": membership.role,
             "extension": membership.extension,
+            "alert_mail": membership.alert_mail,
         }
 
     @extend_schema(responses=s.MeSerializer)
@@ -121,6 +123,10 @@ class Me(TenantScoped, APIView):
         if "extension" in serializer.validated_data:
             membership = services.member_extension_set(
                 membership, serializer.validated_data["extension"], actor=self.actor()
+            )
+        if "alert_mail" in serializer.validated_data:
+            membership = services.member_alert_mail_set(
+                membership, serializer.validated_data["alert_mail"], actor=self.actor()
             )
         return Response(self.body(membership))
 
