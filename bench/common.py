@@ -209,6 +209,53 @@ def session_for(user) -> str:
     return session.session_key
 
 
+def viewers(tenants, count: int, prefix: str) -> list[tuple[str, str]]:
+    """`count` viewers spread round the tenants, each logged in: (tenant slug, session key)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+
+    from tenants.models import Membership, Role
+
+    user_model = get_user_model()
+    password = make_password("bench-pw-123")  # hashed once: the hasher is slow on purpose
+    users = user_model.objects.bulk_create(
+        user_model(username=f"{prefix}{n}", password=password) for n in range(count)
+    )
+    Membership.objects.bulk_create(
+        Membership(user=user, tenant=tenants[n % len(tenants)], role=Role.VIEWER)
+        for n, user in enumerate(users)
+    )
+    return [(tenants[n % len(tenants)].slug, session_for(user)) for n, user in enumerate(users)]
+
+
+def board(port: int, slug: str, session_key: str, **options):
+    """A board's websocket to its tenant's parking state, as the logged-in page opens it."""
+    import websockets
+
+    return websockets.connect(
+        f"ws://127.0.0.1:{port}/ws/t/{slug}/parking/",
+        additional_headers={
+            "Cookie": f"sessionid={session_key}",
+            "Origin": f"http://127.0.0.1:{port}",
+        },
+        max_queue=None,
+        **options,
+    )
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process, in MB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
 def start_sandbox(where: Place):
     """This run's sandbox Asterisk, started afresh (a leftover of an interrupted run of the
     same place is stopped first)."""

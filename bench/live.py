@@ -42,14 +42,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from common import board as common_board  # noqa: E402
 from common import (  # noqa: E402  (bench/ is on the path)
     counts,
     exit_on_wrong_counts,
+    percentile,
     place,
-    session_for,
+    rss_mb,
     start_daphne,
     start_sandbox,
     stop,
+    viewers,
 )
 
 
@@ -94,15 +97,13 @@ django.setup()
 
 import redis  # noqa: E402
 import websockets  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from websockets.exceptions import InvalidHandshake, InvalidStatus  # noqa: E402
 
 from lots.asterisk import actions, events  # noqa: E402
 from lots.models import AsteriskServer, ServerHealth  # noqa: E402
 from parkweb.celery import app  # noqa: E402
-from tenants.models import Membership, Role, Tenant  # noqa: E402
+from tenants.models import Tenant  # noqa: E402
 from tests.factories import make_context, make_lot, make_server  # noqa: E402
 from tests.integration.sandbox import Sandbox  # noqa: E402
 from tests.integration.workers import Worker  # noqa: E402
@@ -129,39 +130,8 @@ def setup(tenants: int, box: Sandbox) -> tuple[AsteriskServer, list[Tenant]]:
     return server, made
 
 
-def members(tenants: list[Tenant], count: int, prefix: str) -> list[tuple[str, str]]:
-    """`count` viewers spread round the tenants, each logged in: (tenant slug, session key)."""
-    user_model = get_user_model()
-    password = make_password("bench-pw-123")  # hashed once: the hasher is slow on purpose
-    users = user_model.objects.bulk_create(
-        user_model(username=f"{prefix}{n}", password=password) for n in range(count)
-    )
-    Membership.objects.bulk_create(
-        Membership(user=user, tenant=tenants[n % len(tenants)], role=Role.VIEWER)
-        for n, user in enumerate(users)
-    )
-    return [(tenants[n % len(tenants)].slug, session_for(user)) for n, user in enumerate(users)]
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident memory of a process, in MB."""
-    fields = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-    )
-    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
-
-
 def board(slug: str, session_key: str, **options):
-    """A board's websocket to its tenant's parking state, as the logged-in page opens it."""
-    return websockets.connect(
-        f"ws://127.0.0.1:{PORT}/ws/t/{slug}/parking/",
-        additional_headers={
-            "Cookie": f"sessionid={session_key}",
-            "Origin": f"http://127.0.0.1:{PORT}",
-        },
-        max_queue=None,
-        **options,
-    )
+    return common_board(PORT, slug, session_key, **options)
 
 
 class WrongSnapshot(Exception):
@@ -323,11 +293,6 @@ async def run_load(box, sessions, clients, rate, seconds):
     }
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 def main() -> None:
     (ROOT / "artifacts").mkdir(exist_ok=True)
     redis.Redis.from_url(PLACE.redis_url).flushdb()
@@ -336,8 +301,8 @@ def main() -> None:
     web = worker = None
     try:
         server, tenants = setup(max(ARGS.tenants, ARGS.herd_tenants), box)
-        sessions = dict(members(tenants[: ARGS.tenants], ARGS.tenants, "user"))
-        herd_clients = members(tenants[: ARGS.herd_tenants], ARGS.herd, "herd")
+        sessions = dict(viewers(tenants[: ARGS.tenants], ARGS.tenants, "user"))
+        herd_clients = viewers(tenants[: ARGS.herd_tenants], ARGS.herd, "herd")
         env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "PARKWEB_WORKER_WATCHERS": "1"}
         worker = Worker(PLACE.name, env)  # the production worker: deploys and the watcher
         daphne = ["--websocket_connect_timeout", str(ARGS.handshake_timeout)]

@@ -654,6 +654,8 @@ class ParkedCall(models.Model):
         ]
         indexes = [
             models.Index(fields=["server", "ended_at"]),
+            # A lot's calls parked now (its alerts count them at every change).
+            models.Index(fields=["lot", "ended_at"]),
             models.Index(fields=["tenant", "-parked_at"]),
             models.Index(fields=["ended_at"]),
         ]

@@ -47,16 +47,31 @@ def hints_sync(server_id: int) -> dict:
     return services.hints_sync(server, dialplan=True) if server else {}
 
 
-@shared_task(bind=True, max_retries=None)
+@shared_task(bind=True)
 def webhook_deliver(self, webhook_id: int) -> str:
     """Deliver an endpoint's queued events in order; come back when the head's retry is
     due (lots.services.webhooks)."""
+    return _deliver(webhook_id, eager=self.request.is_eager)
+
+
+@shared_task(bind=True)
+def webhooks_deliver(self, webhook_ids: list[int]) -> dict[int, str]:
+    """The endpoints an event is for, one after the other (one message per event)."""
+    return {
+        webhook_id: _deliver(webhook_id, eager=self.request.is_eager) for webhook_id in webhook_ids
+    }
+
+
+def _deliver(webhook_id: int, *, eager: bool) -> str:
+    services.delivery_run_started(webhook_id)
     wait = services.webhook_deliver(webhook_id)
     if wait is None:
         return "idle"
-    if self.request.is_eager:
-        return "waiting"  # embedded mode: beat-less; the next event or save resumes it
-    raise self.retry(countdown=max(wait, 0.05))
+    if eager:
+        return "waiting"  # embedded mode: its supervisor delivers what is due
+    services.delivery_run_scheduled(webhook_id, wait)
+    webhook_deliver.apply_async((webhook_id,), countdown=max(wait, 0.05))
+    return f"again in {wait:.2f} s"
 
 
 @shared_task

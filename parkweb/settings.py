@@ -224,7 +224,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"FeaturePartyEnum": "lots.models.FEATURE_PARTY_CHOICES"},
+    "ENUM_NAME_OVERRIDES": {
+        "FeaturePartyEnum": "lots.models.FEATURE_PARTY_CHOICES",
+        "WebhookEventTypeEnum": "lots.webhooks.EVENT_TYPES",
+    },
     # The docs' Swagger UI comes from drf-spectacular-sidecar's static files: nothing is
     # loaded from another origin. No validator badge: it is an image from swagger.io.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -331,6 +334,17 @@ PARKWEB_WEBHOOK_RETRY_BASE = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_BASE", 
 PARKWEB_WEBHOOK_RETRY_MAX = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_MAX", "300"))
 PARKWEB_WEBHOOK_RETRY_SECONDS = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_SECONDS", "3600"))
 PARKWEB_WEBHOOK_CA_FILE = os.environ.get("PARKWEB_WEBHOOK_CA_FILE", "")
+# A Celery queue of their own for webhook deliveries (workers started with `-Q <it>`), so
+# slow receivers never hold back deploys; empty: the default queue every worker serves.
+PARKWEB_WEBHOOK_QUEUE = os.environ.get("PARKWEB_WEBHOOK_QUEUE", "")
+CELERY_TASK_ROUTES = (
+    {
+        "lots.tasks.webhook_deliver": {"queue": PARKWEB_WEBHOOK_QUEUE},
+        "lots.tasks.webhooks_deliver": {"queue": PARKWEB_WEBHOOK_QUEUE},
+    }
+    if PARKWEB_WEBHOOK_QUEUE
+    else {}
+)
 
 # Logs go to standard error (journald under systemd): plain lines, or one JSON object per
 # line with PARKWEB_LOG_FORMAT=json (parkweb.logs: deploys and watchers add their server,

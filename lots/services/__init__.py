@@ -51,6 +51,8 @@ from .parking import (
 from .phones import member_alert_mail_set, member_extension_set, phones_save
 from .webhooks import (
     call_event_emit,
+    delivery_run_scheduled,
+    delivery_run_started,
     webhook_create,
     webhook_delete,
     webhook_deliver,
@@ -69,6 +71,8 @@ __all__ = [
     "config_store",
     "context_create",
     "context_save",
+    "delivery_run_scheduled",
+    "delivery_run_started",
     "deployment_delay",
     "deployment_pending",
     "deployment_request",

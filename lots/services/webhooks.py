@@ -12,13 +12,16 @@ paused and its tenant's admins are mailed; saving it as active again resumes it.
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
+import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from parkweb.errors import Invalid
@@ -72,6 +75,7 @@ def webhook_create(
     webhook = Webhook(tenant=tenant, url=url, events=events, description=description)
     webhook.secret = secret
     webhook.save()
+    _active_cache.pop(tenant.pk, None)
     audit(actor, "webhook.create", url[:100], tenant=tenant)
     return webhook, secret
 
@@ -91,6 +95,7 @@ def webhook_update(webhook: Webhook, *, actor: Actor, **fields) -> Webhook:
         if webhook.active:
             webhook.paused_at, webhook.paused_reason = None, ""
     webhook.save()
+    _active_cache.pop(webhook.tenant_id, None)
     audit(actor, "webhook.update", url[:100], tenant=webhook.tenant_id)
     if webhook.active:
         _enqueue_on_commit(webhook.pk)
@@ -119,6 +124,7 @@ def webhook_staff_update(
 def webhook_delete(webhook: Webhook, *, actor: Actor) -> None:
     audit(actor, "webhook.delete", webhook.url[:100], tenant=webhook.tenant_id)
     webhook.delete()
+    _active_cache.pop(webhook.tenant_id, None)
 
 
 def webhook_test(webhook: Webhook, *, actor: Actor) -> WebhookDelivery:
@@ -144,6 +150,27 @@ def _event(kind: str, tenant: Tenant, lot_slug: str | None, data: dict) -> dict:
     }
 
 
+ACTIVE_SECONDS = 1.0  # how long a process trusts what it read of a tenant's endpoints
+_active_cache: dict[int, tuple[float, list[Webhook]]] = {}
+
+
+def _active(tenant_id: int) -> list[Webhook]:
+    """The tenant's active endpoints, read at most once a second per process (the watcher
+    asks at every event): an endpoint made, paused or changed is seen within a second."""
+    now = time.monotonic()
+    cached = _active_cache.get(tenant_id)
+    if cached is None or cached[0] < now:
+        found = list(
+            Webhook.objects.filter(
+                tenant_id=tenant_id, active=True, paused_at__isnull=True
+            ).select_related("tenant")
+        )
+        if len(_active_cache) > 100_000:
+            _active_cache.clear()
+        cached = _active_cache[tenant_id] = (now + ACTIVE_SECONDS, found)
+    return cached[1]
+
+
 def _queue(webhook: Webhook, event: dict, occurred_at: datetime) -> WebhookDelivery:
     return WebhookDelivery.objects.create(
         webhook=webhook,
@@ -167,13 +194,7 @@ def call_event_emit(kind: str, call: ParkedCall) -> int:
 def event_emit(tenant_id: int, event_type: str, lot: str | None, data) -> int:
     """Queue an event for the tenant's endpoints that want it, inside the caller's
     transaction (`data()` builds the rest of the body only if one does). Returns how many."""
-    wanted = [
-        webhook
-        for webhook in Webhook.objects.filter(
-            tenant_id=tenant_id, active=True, paused_at__isnull=True
-        ).select_related("tenant")
-        if webhook.wants(event_type)
-    ]
+    wanted = [webhook for webhook in _active(tenant_id) if webhook.wants(event_type)]
     if not wanted:
         return 0
     event = _event(event_type, wanted[0].tenant, lot, data())
@@ -190,26 +211,121 @@ def event_emit(tenant_id: int, event_type: str, lot: str | None, data) -> int:
         )
         for webhook in wanted
     )
-    for webhook in wanted:
-        _enqueue_on_commit(webhook.pk)
+    _enqueue_on_commit(*(webhook.pk for webhook in wanted))
     return len(wanted)
 
 
-def _enqueue_on_commit(webhook_id: int) -> None:
-    from ..tasks import webhook_deliver  # tasks call services: imported here
+def _enqueue_on_commit(*webhook_ids: int) -> None:
+    """Once the transaction commits, queue one task that runs the deliveries of every
+    endpoint that has no run queued already: an event costs the watcher one message to
+    the broker whatever the number of endpoints, and a burst for one endpoint one run."""
+    from ..tasks import webhooks_deliver  # tasks call services: imported here
 
-    if webhook_deliver.app.conf.task_always_eager:
+    if webhooks_deliver.app.conf.task_always_eager:
         # The embedded mode: no workers, and a task would run right here, in the watcher's
         # path. Its supervisor delivers what is due every few seconds instead.
         return
 
-    def enqueue() -> None:
-        try:
-            webhook_deliver.delay(webhook_id)
-        except Exception:  # the next due-check (beat) delivers it; events are never lost
-            log.exception("webhook %s: delivery not queued", webhook_id)
+    transaction.on_commit(lambda: _publisher().put(webhook_ids))
 
-    transaction.on_commit(enqueue)
+
+class _Publisher(threading.Thread):
+    """Queues delivery runs from a thread of its own, in the order events committed: the
+    watcher hands an event's endpoints over and goes on to the next event at once (a
+    broker round trip per event would be its slowest step)."""
+
+    def __init__(self):
+        super().__init__(name="parkweb-webhook-publisher", daemon=True)
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+
+    def put(self, webhook_ids) -> None:
+        self.queue.put(tuple(webhook_ids))
+
+    def run(self) -> None:
+        from ..tasks import webhooks_deliver
+
+        connection = None
+        while True:
+            webhook_ids = self.queue.get()
+            try:
+                fresh = _not_yet_queued(webhook_ids)
+                if fresh:
+                    connection = connection or _broker_connection()
+                    webhooks_deliver.apply_async((fresh,), connection=connection)
+            except Exception:  # beat's due-check delivers them; events are never lost
+                connection = None
+                log.exception("webhooks %s: delivery not queued", webhook_ids)
+
+
+_publisher_thread: _Publisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def _publisher() -> _Publisher:
+    global _publisher_thread
+    with _publisher_lock:
+        if _publisher_thread is None or not _publisher_thread.is_alive():
+            _publisher_thread = _Publisher()
+            _publisher_thread.start()
+    return _publisher_thread
+
+
+def _broker_connection():
+    """A broker connection of the publisher's own (not the worker's shared pool, which the
+    worker itself uses from its main thread)."""
+    from parkweb.celery import app
+
+    return app.connection_for_write()
+
+
+QUEUED_KEY = "parkweb:webhook:queued:{}"
+QUEUED_SECONDS = 60  # a marker left by a lost task lapses; beat's due-check runs meanwhile
+
+
+def _not_yet_queued(webhook_ids) -> list[int]:
+    """The endpoints with no delivery run queued, now marked as queued (one round trip to
+    Redis for all of them). A run unmarks its endpoint as it starts."""
+    client = _redis()
+    if client is None:
+        return list(webhook_ids)
+    pipe = client.pipeline(transaction=False)
+    for webhook_id in webhook_ids:
+        pipe.set(QUEUED_KEY.format(webhook_id), 1, nx=True, ex=QUEUED_SECONDS)
+    return [
+        webhook_id for webhook_id, fresh in zip(webhook_ids, pipe.execute(), strict=True) if fresh
+    ]
+
+
+def delivery_run_started(webhook_id: int) -> None:
+    """Called as a delivery run starts: events from now on queue another run."""
+    client = _redis()
+    if client is not None:
+        client.delete(QUEUED_KEY.format(webhook_id))
+
+
+def delivery_run_scheduled(webhook_id: int, seconds: float) -> None:
+    """A run is scheduled `seconds` ahead (a retry): events meanwhile need no other."""
+    client = _redis()
+    if client is not None:
+        client.set(QUEUED_KEY.format(webhook_id), 1, ex=int(seconds) + QUEUED_SECONDS)
+
+
+_clients: dict[str, object] = {}
+
+
+def _redis():
+    """Redis where the markers live: the Celery broker's, so that every process that
+    queues or runs deliveries sees the same ones (None without a Redis broker)."""
+    from parkweb.celery import app
+
+    url = str(app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    if url not in _clients:
+        import redis
+
+        _clients[url] = redis.Redis.from_url(url, socket_timeout=2)
+    return _clients[url]
 
 
 # -- delivery -------------------------------------------------------------------------------
@@ -222,41 +338,98 @@ def retry_delay(attempts: int) -> float:
     return float(min(base * 2 ** max(attempts - 1, 0), settings.PARKWEB_WEBHOOK_RETRY_MAX))
 
 
+CHUNK = 20  # deliveries recorded per commit
+
+
 def webhook_deliver(webhook_id: int) -> float | None:
     """Deliver the endpoint's queue, head first, while its events are delivered. Returns
-    the seconds until the head's next try when it failed (the task schedules itself), or
-    None when the queue is empty, the endpoint is paused or another worker has it."""
-    with webhook_lock(webhook_id) as held:
-        if not held:
-            return None
-        for _ in range(BATCH):
-            webhook = Webhook.objects.filter(pk=webhook_id).select_related("tenant").first()
-            if webhook is None or not webhook.active or webhook.paused_at is not None:
+    the seconds until the head's next try when it failed (the task schedules itself), 0
+    when there is more than one run sends, or None when the queue is empty, the endpoint
+    is paused, or another run has it (that run looks again once it lets go: below)."""
+    while True:
+        with webhook_lock(webhook_id) as held:
+            if not held:
                 return None
-            head = (
-                WebhookDelivery.objects.filter(
-                    webhook=webhook, status=WebhookDelivery.Status.PENDING
-                )
-                .order_by("occurred_at", "pk")
-                .first()
-            )
-            if head is None:
-                return None
-            now = timezone.now()
-            if head.next_attempt_at and head.next_attempt_at > now:
-                return (head.next_attempt_at - now).total_seconds()
-            wait = _attempt(webhook, head)
-            if wait is not None:
-                return wait
-    return 0.0  # more to send: a fresh run goes on
+            wait = _deliver_queue(webhook_id)
+        if wait is not None or not _due(webhook_id):
+            return wait
+        # Queued while this run held the lock, by a run that found it held and left.
 
 
-def _attempt(webhook: Webhook, delivery: WebhookDelivery) -> float | None:
+def _due(webhook_id: int) -> bool:
+    now = timezone.now()
+    return (
+        WebhookDelivery.objects.filter(
+            webhook_id=webhook_id,
+            status=WebhookDelivery.Status.PENDING,
+            webhook__active=True,
+            webhook__paused_at__isnull=True,
+        )
+        .exclude(next_attempt_at__gt=now)
+        .exists()
+    )
+
+
+def _deliver_queue(webhook_id: int) -> float | None:
+    queue = list(
+        WebhookDelivery.objects.filter(
+            webhook_id=webhook_id,
+            status=WebhookDelivery.Status.PENDING,
+            webhook__active=True,
+            webhook__paused_at__isnull=True,
+        )
+        .select_related("webhook__tenant")
+        .order_by("occurred_at", "pk")[:BATCH]
+    )
+    if not queue:
+        return None
+    webhook = queue[0].webhook
+    secret = _secret(webhook)
+    # Recorded CHUNK at a time (one commit each): a worker that dies mid-chunk sends those
+    # events again (at least once; receivers deduplicate on the event id).
+    for start in range(0, len(queue), CHUNK):
+        with transaction.atomic():
+            _no_wait_for_disk()
+            for delivery in queue[start : start + CHUNK]:
+                now = timezone.now()
+                if delivery.next_attempt_at and delivery.next_attempt_at > now:
+                    return (delivery.next_attempt_at - now).total_seconds()
+                wait = _attempt(webhook, delivery, secret)
+                if wait is not None:
+                    return wait
+                if delivery.status == WebhookDelivery.Status.FAILED:
+                    return None  # given up: the endpoint is paused
+    return 0.0 if len(queue) == BATCH else None
+
+
+def _no_wait_for_disk() -> None:
+    """The delivery log's commits do not wait for the disk (PostgreSQL's synchronous_commit
+    off, for this transaction only): hundreds of them a second would queue behind each
+    other's WAL flush, and so would the watcher's. A crash of PostgreSQL itself may lose
+    the last fraction of a second of the log: those events are sent again (at least once)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+_secrets: dict[str, str] = {}
+
+
+def _secret(webhook: Webhook) -> str:
+    """The endpoint's secret, decrypted once per process (and per secret)."""
+    if webhook.secret_encrypted not in _secrets:
+        if len(_secrets) > 10_000:
+            _secrets.clear()
+        _secrets[webhook.secret_encrypted] = webhook.secret
+    return _secrets[webhook.secret_encrypted]
+
+
+def _attempt(webhook: Webhook, delivery: WebhookDelivery, secret: str) -> float | None:
     """One try of the head delivery; the seconds to wait when it must be tried again."""
     answer = webhooks.send(
         webhook.url,
         delivery.payload,
-        webhook.secret,
+        secret,
         allow_private=webhook.allow_private,
         debug=settings.DEBUG,
         timeout=settings.PARKWEB_WEBHOOK_TIMEOUT,
@@ -268,20 +441,22 @@ def _attempt(webhook: Webhook, delivery: WebhookDelivery) -> float | None:
     delivery.duration_ms = round(answer.seconds * 1000)
     delivery.response_prefix = answer.prefix
     delivery.error = answer.error
+    fields = ["attempts", "response_code", "duration_ms", "response_prefix", "error"]
+    fields += ["status", "finished_at", "next_attempt_at"]
     if answer.delivered:
         delivery.status = WebhookDelivery.Status.DELIVERED
         delivery.finished_at, delivery.next_attempt_at = now, None
-        delivery.save()
+        delivery.save(update_fields=fields)
         return None
     given_up = (now - delivery.created_at).total_seconds() >= settings.PARKWEB_WEBHOOK_RETRY_SECONDS
     if not given_up:
         wait = retry_delay(delivery.attempts)
         delivery.next_attempt_at = now + timedelta(seconds=wait)
-        delivery.save()
+        delivery.save(update_fields=fields)
         return wait
     delivery.status = WebhookDelivery.Status.FAILED
     delivery.finished_at, delivery.next_attempt_at = now, None
-    delivery.save()
+    delivery.save(update_fields=fields)
     _pause(webhook, delivery)
     return None
 
@@ -293,6 +468,7 @@ def _pause(webhook: Webhook, delivery: WebhookDelivery) -> None:
         f"({delivery.event_type}) failed {delivery.attempts} times: {delivery.error}"
     )[:300]
     Webhook.objects.filter(pk=webhook.pk).update(paused_at=timezone.now(), paused_reason=reason)
+    _active_cache.pop(webhook.tenant_id, None)
     log.warning("webhook %s of %s paused: %s", webhook.pk, webhook.tenant.slug, reason)
     emails = list(
         Membership.objects.filter(tenant=webhook.tenant, role=Role.ADMIN)

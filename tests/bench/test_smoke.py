@@ -34,6 +34,12 @@ EXPECTED = {
         "50 lots, chain changes live without a reload": 5,
         "burst edits live": 20,
     },
+    # 10 calls round 3 tenants, two events each, to each of a tenant's 2 endpoints / boards
+    "webhooks": {
+        "webhook deliveries": 40,
+        "board frames without webhooks": 40,
+        "board frames with webhooks": 40,
+    },
     # 30 calls round 5 tenants, two events each, to each of a tenant's 4 clients
     "live": {"event frames": 240, "herd snapshots": 100},
 }

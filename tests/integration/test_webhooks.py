@@ -65,7 +65,7 @@ def test_parked_retrieved_and_timed_out_calls_reach_the_tenant_in_order_signed(s
 
 
 def test_a_full_lot_fires_once_frees_once_and_a_long_wait_fires_once(site, hooks):  # noqa: F811
-    acme, _, _ = hooks
+    acme, globex, _ = hooks
     asterisk = site.asterisk
     site.alice.email = "alice@acme.example"
     site.alice.save()
@@ -81,6 +81,11 @@ def test_a_full_lot_fires_once_frees_once_and_a_long_wait_fires_once(site, hooks
         alert_free_spaces=1,
         alert_wait_seconds=5,
     )
+    # The lot's deployment is told to its tenant, and to no other.
+    wait_for(lambda: "deployment.finished" in types(acme), what="deployment.finished")
+    finished = next(e for e in acme.events() if e["type"] == "deployment.finished")
+    assert finished["deployment"]["status"] == "ok" and finished["deployment"]["set_aside"] == []
+    assert globex.received == []
     first = asterisk.park_call("parkacme_small", "#72", keep=True)
     wait_for(lambda: ParkingLot.objects.get(pk=small.pk).almost_full_since, what="almost full")
     asterisk.park_call("parkacme_small", "#72", keep=True)

@@ -36,8 +36,9 @@ def shared_test_database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def worker_argv(name: str) -> list[str]:
-    """A Celery worker for tests: one process, nothing chatty between workers."""
+def worker_argv(name: str, queues: str = "") -> list[str]:
+    """A Celery worker for tests: one process, nothing chatty between workers; `queues`,
+    when given, the queues it serves (`-Q`)."""
     return [
         sys.executable,
         "-m",
@@ -54,15 +55,16 @@ def worker_argv(name: str) -> list[str]:
         f"{name}@%h",
         "--loglevel",
         "INFO",
+        *(["-Q", queues] if queues else []),
     ]
 
 
 class Worker:
-    def __init__(self, name: str, env: dict[str, str]):
+    def __init__(self, name: str, env: dict[str, str], queues: str = ""):
         LOGS.mkdir(exist_ok=True)
         self.log_path = LOGS / f"celery-{name}.log"
         self.process = subprocess.Popen(
-            worker_argv(name),
+            worker_argv(name, queues),
             cwd=settings.BASE_DIR,
             env=env,
             stdout=open(self.log_path, "w"),  # noqa: SIM115
