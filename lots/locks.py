@@ -37,18 +37,26 @@ def server_row_lock(server_id: int | None) -> None:
 
 
 @contextmanager
+def _advisory_lock(namespace: int, key: int) -> Iterator[bool]:
+    """A PostgreSQL session advisory lock, tried without waiting: yields whether it is
+    held, and lets it go on the way out."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [namespace, key])
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
+
+
+@contextmanager
 def server_deploy_lock(server_id: int) -> Iterator[bool]:
     """Yields True when this process holds the server's deploy lock, False when another does."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, server_id])
-            held = cursor.fetchone()[0]
-        try:
+        with _advisory_lock(LOCK_NAMESPACE, server_id) as held:
             yield held
-        finally:
-            if held:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, server_id])
         return
 
     owner = uuid.uuid4().hex
@@ -98,17 +106,8 @@ def webhook_lock(webhook_id: int) -> Iterator[bool]:
     does): a PostgreSQL advisory lock, or within one process (SQLite, the embedded mode)
     a plain lock."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [WEBHOOK_NAMESPACE, webhook_id])
-            held = cursor.fetchone()[0]
-        try:
+        with _advisory_lock(WEBHOOK_NAMESPACE, webhook_id) as held:
             yield held
-        finally:
-            if held:
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT pg_advisory_unlock(%s, %s)", [WEBHOOK_NAMESPACE, webhook_id]
-                    )
         return
     lock = _local_webhook_locks.setdefault(webhook_id, threading.Lock())
     held = lock.acquire(blocking=False)

@@ -232,7 +232,9 @@ def _enqueue_on_commit(*webhook_ids: int) -> None:
 class _Publisher(threading.Thread):
     """Queues delivery runs from a thread of its own, in the order events committed: the
     watcher hands an event's endpoints over and goes on to the next event at once (a
-    broker round trip per event would be its slowest step)."""
+    broker round trip per event would be its slowest step). It publishes on a broker
+    connection of its own, not the worker's shared pool, which the worker itself uses
+    from its main thread."""
 
     def __init__(self):
         super().__init__(name="parkweb-webhook-publisher", daemon=True)
@@ -244,13 +246,15 @@ class _Publisher(threading.Thread):
     def run(self) -> None:
         from ..tasks import webhooks_deliver
 
-        connection = None
+        connection = url = None
         while True:
             webhook_ids = self.queue.get()
             try:
                 fresh = _not_yet_queued(webhook_ids)
                 if fresh:
-                    connection = connection or _broker_connection()
+                    if connection is None or url != webhooks_deliver.app.conf.broker_url:
+                        url = webhooks_deliver.app.conf.broker_url
+                        connection = webhooks_deliver.app.connection_for_write()
                     webhooks_deliver.apply_async((fresh,), connection=connection)
             except Exception:  # beat's due-check delivers them; events are never lost
                 connection = None
@@ -268,14 +272,6 @@ def _publisher() -> _Publisher:
             _publisher_thread = _Publisher()
             _publisher_thread.start()
     return _publisher_thread
-
-
-def _broker_connection():
-    """A broker connection of the publisher's own (not the worker's shared pool, which the
-    worker itself uses from its main thread)."""
-    from parkweb.celery import app
-
-    return app.connection_for_write()
 
 
 QUEUED_KEY = "parkweb:webhook:queued:{}"

@@ -48,6 +48,9 @@ CHANGES = {
     "repark_limit": 3,
     "reminder_seconds": 30,
     "reminder_announcement": "beep",
+    # Alerts (the board, mail, webhooks): nothing in Asterisk.
+    "alert_free_spaces": 2,
+    "alert_wait_seconds": 60,
 }
 CHAIN = {"timeout_policy", *(name for name in CHANGES if name.startswith(("comeback_", "fall")))}
 
