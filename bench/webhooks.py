@@ -28,10 +28,8 @@ import json
 import multiprocessing
 import os
 import sys
-import threading
 import time
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,37 +94,22 @@ from tenants.actors import SYSTEM  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
 from tests.factories import make_context, make_lot, make_server  # noqa: E402
 from tests.integration.workers import Worker  # noqa: E402
+from tests.receiver import Receiver  # noqa: E402
 
 
 def receive(port: int, pipe) -> None:
-    """The receiver, in a process of its own: records (path, event id, type, call's unique
-    id, arrival) for each POST, answers 200, and sends the records back when asked."""
-    got: list[tuple] = []
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            arrived = time.time()
-            event = json.loads(body)
-            call = event.get("call") or {}
-            with lock:
-                got.append((self.path, event["id"], event["type"], call.get("uniqueid"), arrived))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    """The receiver (tests/receiver.py), in a process of its own: answers 200 and sends
+    back (path, event id, type, call's unique id, arrival) of each POST when asked."""
+    receiver = Receiver(port=port)
     pipe.send("ready")
     while pipe.recv() == "dump":
-        with lock:
-            pipe.send(list(got))
-            got.clear()
+        records = []
+        for got in receiver.take():
+            event = got.event
+            call = event.get("call") or {}
+            records.append((got.path, event["id"], event["type"], call.get("uniqueid"), got.at))
+        pipe.send(records)
+    receiver.close()
 
 
 def setup(box) -> tuple:

@@ -29,6 +29,7 @@ class Receiver:
 
     answer: Callable[[Received], tuple[int, dict]] = lambda _: (200, {})
     received: list[Received] = field(default_factory=list)
+    port: int = 0  # 0: any free one
 
     def __post_init__(self):
         receiver = self
@@ -51,7 +52,7 @@ class Receiver:
                 pass
 
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -59,6 +60,12 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def take(self) -> list[Received]:
+        """What arrived so far, forgotten here."""
+        with self.lock:
+            taken, self.received = self.received, []
+        return taken
 
     def events(self) -> list[dict]:
         with self.lock:

@@ -337,6 +337,13 @@ async def _load(
     return [await reload(ami, MODULE_OF[name], replies) for name in modules]
 
 
+def _dialplan_change(before: str | None, text: str) -> tuple[dict, set[str]]:
+    """The generated dialplan of `text`, and its contexts that differ from `before` (all
+    of them, and those `before` had, when it is unknown)."""
+    old, new = comeback.parse(before), comeback.parse(text)
+    return new, comeback.changed_contexts(old, new) if before is not None else {*old, *new}
+
+
 async def load_dialplan(
     ami: AmiClient, store: ConfigStore, before: str | None, text: str, replies: list[dict]
 ) -> None:
@@ -345,8 +352,7 @@ async def load_dialplan(
     only matters at the next restart or `dialplan reload`: if it cannot be written (an
     AMI delivery whose PBX lacks the empty file), that is recorded, not fatal."""
     started = time.perf_counter()
-    old, new = comeback.parse(before), comeback.parse(text)
-    contexts = comeback.changed_contexts(old, new) if before is not None else {*old, *new}
+    new, contexts = _dialplan_change(before, text)
     changes = await comeback.sync(ami, new, contexts)
     reply: dict = {
         "action": "dialplan",
@@ -367,8 +373,7 @@ async def dialplan_differences(
 ) -> list[str]:
     """What the live dialplan holds that differs from `text`, in the contexts that
     changed since `before` (all when unknown)."""
-    old, new = comeback.parse(before), comeback.parse(text)
-    contexts = comeback.changed_contexts(old, new) if before is not None else {*old, *new}
+    new, contexts = _dialplan_change(before, text)
     problems = await comeback.differences(ami, new, contexts)
     replies.append({"action": "verify dialplan", "contexts": len(contexts), "problems": problems})
     return problems
