@@ -101,18 +101,33 @@ def _renew_lease(server_id: int, owner: str, lease: int, stop: threading.Event) 
 
 
 @contextmanager
-def webhook_lock(webhook_id: int) -> Iterator[bool]:
-    """Yields True when this process may deliver the endpoint's queue (no other worker
-    does): a PostgreSQL advisory lock, or within one process (SQLite, the embedded mode)
-    a plain lock."""
+def webhook_locks(webhook_ids) -> Iterator[set[int]]:
+    """Yields the endpoints among `webhook_ids` whose queues this process may deliver (no
+    other worker does), tried without waiting: PostgreSQL advisory locks, taken and let go
+    in one round trip for all of them; within one process (SQLite, the embedded mode)
+    plain locks."""
+    ids = sorted(set(webhook_ids))
     if connection.vendor == "postgresql":
-        with _advisory_lock(WEBHOOK_NAMESPACE, webhook_id) as held:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT key FROM unnest(%s::int[]) AS key WHERE pg_try_advisory_lock(%s, key)",
+                [ids, WEBHOOK_NAMESPACE],
+            )
+            held = {row[0] for row in cursor.fetchall()}
+        try:
             yield held
+        finally:
+            if held:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_advisory_unlock(%s, key) FROM unnest(%s::int[]) AS key",
+                        [WEBHOOK_NAMESPACE, sorted(held)],
+                    )
         return
-    lock = _local_webhook_locks.setdefault(webhook_id, threading.Lock())
-    held = lock.acquire(blocking=False)
+    locks = {i: _local_webhook_locks.setdefault(i, threading.Lock()) for i in ids}
+    held = {i for i, lock in locks.items() if lock.acquire(blocking=False)}
     try:
         yield held
     finally:
-        if held:
-            lock.release()
+        for i in held:
+            locks[i].release()

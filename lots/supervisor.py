@@ -51,6 +51,33 @@ def _db(function):
     return sync_to_async(call, thread_sensitive=False)
 
 
+class PagesOutbox:
+    """The pages' pushes of a watcher's events, sent from its event loop by one task, in
+    the order they were committed: the thread that applies events hands them over and
+    goes on to the next ones instead of waiting for the channel layer."""
+
+    LIMIT = 10_000  # batches waiting at most; beyond, the pages miss them (and say so)
+
+    def __init__(self):
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[list] = asyncio.Queue()
+        self.task = self.loop.create_task(self._run())
+
+    def put(self, messages: list) -> None:
+        """From any thread."""
+        self.loop.call_soon_threadsafe(self._put, messages)
+
+    def _put(self, messages: list) -> None:
+        if self.queue.qsize() >= self.LIMIT:
+            log.warning("pages' outbox full: %d push(es) dropped", len(messages))
+            return
+        self.queue.put_nowait(messages)
+
+    async def _run(self) -> None:
+        while True:
+            await services.pages_send(await self.queue.get())
+
+
 class DatabaseSink:
     """Records one server's events through the services (in order: awaited one by one)."""
 
@@ -61,6 +88,7 @@ class DatabaseSink:
         self.stats = EventStats()
         self.stats_written = 0.0
         self.stats_lock = asyncio.Lock()
+        self.outbox: PagesOutbox | None = None
 
     def _log_state(self, state: str, detail: str = "", level: int = logging.INFO) -> None:
         """One line per watcher state change (see parkweb.logs)."""
@@ -114,12 +142,18 @@ class DatabaseSink:
 
         await _db(run)()
 
-    async def apply(self, event: events.ParkingEvent, arrived: float) -> None:
+    async def apply(self, batch: list[tuple[events.ParkingEvent, float]]) -> None:
         # One event's trouble is logged and kept against its call; only the database
         # being away reaches the watcher (it reconnects, then resyncs).
-        await _db(services.parking_event_apply)(self.server_id, event)
+        if self.outbox is None:
+            self.outbox = PagesOutbox()
+        await _db(services.parking_events_apply)(
+            self.server_id, [event for event, _ in batch], self.outbox.put
+        )
         clock = asyncio.get_running_loop().time
-        self.stats.add(clock() - arrived)
+        done = clock()
+        for _, arrived in batch:
+            self.stats.add(done - arrived)
         if clock() - self.stats_written >= STATS_SECONDS:
             await self.write_stats()
 

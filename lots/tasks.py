@@ -51,27 +51,28 @@ def hints_sync(server_id: int) -> dict:
 def webhook_deliver(self, webhook_id: int) -> str:
     """Deliver an endpoint's queued events in order; come back when the head's retry is
     due (lots.services.webhooks)."""
-    return _deliver(webhook_id, eager=self.request.is_eager)
+    return _deliver([webhook_id], eager=self.request.is_eager)[webhook_id]
 
 
 @shared_task(bind=True)
 def webhooks_deliver(self, webhook_ids: list[int]) -> dict[int, str]:
-    """The endpoints an event is for, one after the other (one message per event)."""
-    return {
-        webhook_id: _deliver(webhook_id, eager=self.request.is_eager) for webhook_id in webhook_ids
-    }
+    """The endpoints an event is for, side by side (one message per event)."""
+    return _deliver(webhook_ids, eager=self.request.is_eager)
 
 
-def _deliver(webhook_id: int, *, eager: bool) -> str:
-    services.delivery_run_started(webhook_id)
-    wait = services.webhook_deliver(webhook_id)
-    if wait is None:
-        return "idle"
-    if eager:
-        return "waiting"  # embedded mode: its supervisor delivers what is due
-    services.delivery_run_scheduled(webhook_id, wait)
-    webhook_deliver.apply_async((webhook_id,), countdown=max(wait, 0.05))
-    return f"again in {wait:.2f} s"
+def _deliver(webhook_ids: list[int], *, eager: bool) -> dict[int, str]:
+    services.delivery_runs_started(webhook_ids)
+    done = {}
+    for webhook_id, wait in services.webhooks_deliver(webhook_ids).items():
+        if wait is None:
+            done[webhook_id] = "idle"
+        elif eager:
+            done[webhook_id] = "waiting"  # embedded mode: its supervisor delivers what is due
+        else:
+            services.delivery_run_scheduled(webhook_id, wait)
+            webhook_deliver.apply_async((webhook_id,), countdown=max(wait, 0.05))
+            done[webhook_id] = f"again in {wait:.2f} s"
+    return done
 
 
 @shared_task

@@ -17,11 +17,15 @@ import hmac
 import http.client
 import ipaddress
 import json
+import logging
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
 
 EVENT_TYPES = (
     "call.parked",
@@ -162,6 +166,14 @@ class Answer:
         return not self.error
 
 
+def _connected(address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to exactly this address, without Nagle's delay (a request goes
+    out in one write; a kept connection must not wait on the last one's ACK)."""
+    sock = socket.create_connection((address, port), timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 class _Pinned:
     """http.client connections to exactly one checked address, TLS verified against the
     URL's host name."""
@@ -172,7 +184,7 @@ class _Pinned:
             self.address = address
 
         def connect(self):
-            self.sock = socket.create_connection((self.address, self.port), self.timeout)
+            self.sock = _connected(self.address, self.port, self.timeout)
 
     class HTTPS(http.client.HTTPSConnection):
         def __init__(self, host, port, address, timeout, context):
@@ -180,60 +192,174 @@ class _Pinned:
             self.address = address
 
         def connect(self):
-            sock = socket.create_connection((self.address, self.port), self.timeout)
+            sock = _connected(self.address, self.port, self.timeout)
             self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def send(
-    url: str,
-    event: dict,
-    secret: str,
-    *,
-    allow_private: bool,
-    debug: bool,
-    timeout: float,
-    ca_file: str | None = None,
-) -> Answer:
-    """POST one event, signed. Never raises: a refused URL, a network error, a timeout,
-    a redirect or a non-2xx answer comes back as an Answer with `error`."""
-    started = time.perf_counter()
+# An answer's body beyond the prefix is read (and dropped) up to this many bytes so that
+# its connection can carry the next delivery; a longer one closes the connection.
+DRAIN_BYTES = 16 * 1024
+# Why a reused connection failed before any answer came: the receiver closed it while it
+# sat idle. The delivery is sent again at once on a new connection.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
-    def failed(error: str, code: int | None = None, prefix: str = "") -> Answer:
-        return Answer(code, time.perf_counter() - started, prefix, error[:300])
 
-    try:
-        target = parse_url(url, debug=debug)
+@dataclass
+class _Kept:
+    connection: http.client.HTTPConnection
+    key: tuple  # what it was opened for: the URL's parts, the address rules, the CA file
+    opened: float  # time.monotonic()
+    used: float
+
+
+class Sender:
+    """Sends deliveries, keeping one connection per endpoint open between them (HTTP
+    keep-alive): a busy endpoint costs no connect, and no TLS handshake, per event.
+
+    A kept connection goes to the address that was checked when it was opened; it is
+    closed, and the host resolved and checked again, once it is `max_age` seconds old or
+    has been idle `max_idle` seconds, or when the endpoint's URL or rules change. Safe to
+    use from several threads as long as one endpoint is sent to by one thread at a time
+    (the delivery runs make sure of that)."""
+
+    def __init__(self, *, max_age: float = 60.0, max_idle: float = 15.0):
+        self.max_age, self.max_idle = max_age, max_idle
+        self._kept: dict[object, _Kept] = {}
+        self._lock = threading.Lock()
+        self._contexts: dict[str | None, ssl.SSLContext] = {}
+
+    def send(
+        self,
+        endpoint: object,
+        url: str,
+        event: dict,
+        secret: str,
+        *,
+        allow_private: bool,
+        debug: bool,
+        timeout: float,
+        ca_file: str | None = None,
+    ) -> Answer:
+        """POST one event, signed. Never raises: a refused URL, a network error, a
+        timeout, a redirect or a non-2xx answer comes back as an Answer with `error`."""
+        started = time.perf_counter()
+
+        def failed(error: str, code: int | None = None, prefix: str = "") -> Answer:
+            return Answer(code, time.perf_counter() - started, prefix, error[:300])
+
+        try:
+            target = parse_url(url, debug=debug)
+        except Refused as exc:
+            return failed(str(exc))
+        key = (target, allow_private, debug, ca_file, timeout)
+        body = body_of(event)
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            EVENT_HEADER: str(event.get("type", "")),
+            ID_HEADER: str(event.get("id", "")),
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: signature(secret, timestamp, body),
+        }
+        kept = self._take(endpoint, key)
+        while True:
+            reused = kept is not None
+            if kept is None:
+                try:
+                    kept = self._open(target, key, allow_private=allow_private, debug=debug)
+                except Refused as exc:
+                    return failed(str(exc))
+            connection = kept.connection
+            try:
+                connection.request("POST", target.path, body=body, headers=headers)
+                response = connection.getresponse()
+                prefix = response.read(RESPONSE_PREFIX).decode("utf-8", "replace")
+                code = response.status
+                if not response.isclosed():
+                    response.read(DRAIN_BYTES)
+                keep = response.isclosed() and not response.will_close
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                if reused and isinstance(exc, _STALE):
+                    kept = None  # closed by the receiver while idle: once more, afresh
+                    log.debug("webhook %s: kept connection gone (%s)", endpoint, exc)
+                    continue
+                reason = "timed out" if isinstance(exc, TimeoutError | socket.timeout) else str(exc)
+                return failed(f"no answer: {reason or type(exc).__name__}")
+            break
+        if keep:
+            kept.used = time.monotonic()
+            self._put(endpoint, kept)
+        else:
+            connection.close()
+        prefix = "".join(c if c.isprintable() else " " for c in prefix)
+        if 300 <= code < 400:
+            return failed(f"answered {code}: redirects are not followed", code, prefix)
+        if not 200 <= code < 300:
+            return failed(f"answered {code}", code, prefix)
+        return Answer(code, time.perf_counter() - started, prefix)
+
+    def _open(self, target: Target, key: tuple, *, allow_private: bool, debug: bool) -> _Kept:
+        """A new connection object to the one address the host may be reached at (it
+        connects on its first request)."""
         address = resolve(target, allow_private=allow_private, debug=debug)
-    except Refused as exc:
-        return failed(str(exc))
-    body = body_of(event)
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        EVENT_HEADER: str(event.get("type", "")),
-        ID_HEADER: str(event.get("id", "")),
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: signature(secret, timestamp, body),
-    }
-    if target.scheme == "https":
-        context = ssl.create_default_context(cafile=ca_file)
-        connection = _Pinned.HTTPS(target.host, target.port, address, timeout, context)
-    else:
-        connection = _Pinned.HTTP(target.host, target.port, address, timeout)
+        timeout = key[-1]
+        if target.scheme == "https":
+            context = self._context(key[3])
+            connection = _Pinned.HTTPS(target.host, target.port, address, timeout, context)
+        else:
+            connection = _Pinned.HTTP(target.host, target.port, address, timeout)
+        now = time.monotonic()
+        return _Kept(connection, key, now, now)
+
+    def _context(self, ca_file: str | None) -> ssl.SSLContext:
+        """One TLS context per CA file (loading the system's CAs costs milliseconds)."""
+        with self._lock:
+            if ca_file not in self._contexts:
+                self._contexts[ca_file] = ssl.create_default_context(cafile=ca_file)
+            return self._contexts[ca_file]
+
+    def _take(self, endpoint: object, key: tuple) -> _Kept | None:
+        with self._lock:
+            kept = self._kept.pop(endpoint, None)
+        if kept is None:
+            return None
+        now = time.monotonic()
+        if kept.key != key or now - kept.opened > self.max_age or now - kept.used > self.max_idle:
+            kept.connection.close()
+            return None
+        return kept
+
+    def _put(self, endpoint: object, kept: _Kept) -> None:
+        with self._lock:
+            old = self._kept.pop(endpoint, None)
+            self._kept[endpoint] = kept
+        if old is not None:
+            old.connection.close()
+
+    def close_idle(self) -> int:
+        """Close the connections idle longer than `max_idle`; returns how many."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [e for e, k in self._kept.items() if now - k.used > self.max_idle]
+            gone = [self._kept.pop(e) for e in stale]
+        for kept in gone:
+            kept.connection.close()
+        return len(gone)
+
+    def close(self) -> None:
+        with self._lock:
+            gone, self._kept = list(self._kept.values()), {}
+        for kept in gone:
+            kept.connection.close()
+
+
+def send(url: str, event: dict, secret: str, **options) -> Answer:
+    """POST one event on a connection of its own, closed afterwards (the options of
+    Sender.send)."""
+    sender = Sender()
     try:
-        connection.request("POST", target.path, body=body, headers=headers)
-        response = connection.getresponse()
-        prefix = response.read(RESPONSE_PREFIX).decode("utf-8", "replace")
-        code = response.status
-    except (OSError, http.client.HTTPException) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError | socket.timeout) else str(exc)
-        return failed(f"no answer: {reason or type(exc).__name__}")
+        return sender.send(None, url, event, secret, **options)
     finally:
-        connection.close()
-    prefix = "".join(c if c.isprintable() else " " for c in prefix)
-    if 300 <= code < 400:
-        return failed(f"answered {code}: redirects are not followed", code, prefix)
-    if not 200 <= code < 300:
-        return failed(f"answered {code}", code, prefix)
-    return Answer(code, time.perf_counter() - started, prefix)
+        sender.close()

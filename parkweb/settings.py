@@ -334,6 +334,9 @@ PARKWEB_WEBHOOK_RETRY_BASE = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_BASE", 
 PARKWEB_WEBHOOK_RETRY_MAX = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_MAX", "300"))
 PARKWEB_WEBHOOK_RETRY_SECONDS = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_SECONDS", "3600"))
 PARKWEB_WEBHOOK_CA_FILE = os.environ.get("PARKWEB_WEBHOOK_CA_FILE", "")
+# Endpoints a delivery worker process sends to at once (threads; each endpoint's events
+# still go one after the other, in order).
+PARKWEB_WEBHOOK_THREADS = int(os.environ.get("PARKWEB_WEBHOOK_THREADS", "8"))
 # A Celery queue of their own for webhook deliveries (workers started with `-Q <it>`), so
 # slow receivers never hold back deploys; empty: the default queue every worker serves.
 PARKWEB_WEBHOOK_QUEUE = os.environ.get("PARKWEB_WEBHOOK_QUEUE", "")

@@ -17,6 +17,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float  # time.time() at arrival
+    peer: tuple = ()  # the sender's address and port: one per connection
 
     @property
     def event(self) -> dict:
@@ -35,9 +36,13 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keeps connections open, as real receivers do
+            disable_nagle_algorithm = True  # as they do too: no 40 ms stall per answer
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", "0"))
-                got = Received(self.path, dict(self.headers), self.rfile.read(length), time.time())
+                body, at = self.rfile.read(length), time.time()
+                got = Received(self.path, dict(self.headers), body, at, self.client_address)
                 with receiver.lock:
                     receiver.received.append(got)
                 status, headers = receiver.answer(got)

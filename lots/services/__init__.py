@@ -35,12 +35,14 @@ from .deploys import (
 )
 from .parking import (
     lot_for,
+    pages_send,
     parked_call_apply,
     parked_call_hangup,
     parked_call_retrieve,
     parked_call_retrieve_to_device,
     parked_calls_purge,
     parking_event_apply,
+    parking_events_apply,
     reminders_send,
     retrieve_ringing_cancel,
     server_events_count,
@@ -52,13 +54,14 @@ from .phones import member_alert_mail_set, member_extension_set, phones_save
 from .webhooks import (
     call_event_emit,
     delivery_run_scheduled,
-    delivery_run_started,
+    delivery_runs_started,
     webhook_create,
     webhook_delete,
     webhook_deliver,
     webhook_deliveries_due,
     webhook_test,
     webhook_update,
+    webhooks_deliver,
 )
 
 __all__ = [
@@ -72,7 +75,7 @@ __all__ = [
     "context_create",
     "context_save",
     "delivery_run_scheduled",
-    "delivery_run_started",
+    "delivery_runs_started",
     "deployment_delay",
     "deployment_pending",
     "deployment_request",
@@ -89,12 +92,14 @@ __all__ = [
     "lots_retry",
     "member_alert_mail_set",
     "member_extension_set",
+    "pages_send",
     "parked_call_apply",
     "parked_call_hangup",
     "parked_call_retrieve",
     "parked_call_retrieve_to_device",
     "parked_calls_purge",
     "parking_event_apply",
+    "parking_events_apply",
     "phones_save",
     "reminders_send",
     "retrieve_ringing_cancel",
@@ -114,4 +119,5 @@ __all__ = [
     "webhook_staff_update",
     "webhook_test",
     "webhook_update",
+    "webhooks_deliver",
 ]

@@ -7,6 +7,9 @@ import asyncio
 import logging
 import re
 import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
@@ -56,20 +59,57 @@ DEVICE_RE = re.compile(
 
 
 def push(tenant_id: int | None, message: dict) -> None:
-    """Send to the tenant's pages once the current transaction commits."""
+    """Send to the tenant's pages once the current transaction commits (inside
+    `pushes_together`: with the others made there, on its way out)."""
     if tenant_id is None:
         return
-    layer = get_channel_layer()
+    collected = getattr(_together, "messages", None)
+    if collected is not None:
+        transaction.on_commit(lambda: collected.append((tenant_id, message)))
+    else:
+        transaction.on_commit(lambda: _send([(tenant_id, message)]))
 
-    def send() -> None:
+
+_together = threading.local()
+
+
+@contextmanager
+def pushes_together(send: Callable[[list], None] | None = None) -> Iterator[None]:
+    """Pushes committed inside go out together on the way out, in order: one trip to the
+    channel layer for a batch of events instead of one per push. A push made in a
+    transaction or savepoint that rolls back is never sent (it is collected on commit).
+    `send` takes them instead of sending them here (the watcher's outbox)."""
+    outer = getattr(_together, "messages", None)
+    if outer is not None:  # already collecting: the outer block sends
+        yield
+        return
+    collected = _together.messages = []
+    try:
+        yield
+    finally:
+        _together.messages = None
+        if collected:
+            (send or _send)(collected)
+
+
+def _send(messages: list[tuple[int, dict]]) -> None:
+    try:
+        async_to_sync(pages_send)(messages)
+    except Exception:
+        log.exception("pushes to %d page group(s) failed", len(messages))
+
+
+async def pages_send(messages: list[tuple[int, dict]]) -> None:
+    """Pushes, in order; one that fails is logged and the rest go on (a page update must
+    never break event handling)."""
+    layer = get_channel_layer()
+    for tenant_id, message in messages:
         try:
-            async_to_sync(layer.group_send)(
+            await layer.group_send(
                 tenant_group(tenant_id), {"type": "parking.message", "message": message}
             )
-        except Exception:  # a page update must never break event handling
+        except Exception:
             log.exception("push to tenant %s failed", tenant_id)
-
-    transaction.on_commit(send)
 
 
 def _tell(kind: str, call: ParkedCall) -> None:
@@ -109,8 +149,45 @@ def _timeout_at(lot: ParkingLot | None, event: ParkingEvent, now: datetime) -> d
     return now + timedelta(seconds=event.timeout)
 
 
-def _open_episode(server_id: int, event: ParkingEvent, now: datetime) -> ParkedCall:
-    lot = lot_for(server_id, event.lot)
+class _Batch:
+    """What one transaction's events share, each read once in it: the lots they name (with
+    their tenant and context), and the calls open on their channels, locked. A burst of
+    events mostly names a few lots again and again, and a call's park and end often come
+    in one burst."""
+
+    def __init__(self, server_id: int, keys=()):
+        self.server_id = server_id
+        self.by_name: dict[str, ParkingLot | None] = {}
+        self.by_pk: dict[int, ParkingLot] = {}
+        self.open: dict[str, ParkedCall] = {}
+        if keys:
+            for call in _open_calls(server_id).filter(uniqueid__in=set(keys)):
+                self.open[call.uniqueid] = self.attach(call)
+
+    def named(self, name: str) -> ParkingLot | None:
+        if name not in self.by_name:
+            lot = self.by_name[name] = lot_for(self.server_id, name)
+            if lot is not None:
+                lot = self.by_name[name] = self.by_pk.setdefault(lot.pk, lot)
+        return self.by_name[name]
+
+    def attach(self, call: ParkedCall) -> ParkedCall:
+        """The call, its lot taken from here."""
+        if call.lot_id is not None:
+            if call.lot_id not in self.by_pk:
+                lots = ParkingLot.objects.select_related("tenant", "context")
+                self.by_pk[call.lot_id] = lots.get(pk=call.lot_id)
+            call.lot = self.by_pk[call.lot_id]
+        return call
+
+
+def _open_calls(server_id: int):
+    """The server's open episodes, locked as they are read, until the transaction ends."""
+    return ParkedCall.objects.select_for_update().filter(server_id=server_id, ended_at__isnull=True)
+
+
+def _open_episode(server_id: int, event: ParkingEvent, now: datetime, batch: _Batch) -> ParkedCall:
+    lot = batch.named(event.lot)
     return ParkedCall.objects.create(
         server_id=server_id,
         lot=lot,
@@ -203,33 +280,36 @@ def parked_call_apply(
 ) -> ParkedCall | None:
     """Apply one parking event; the tenant's pages get it after commit. Returns the episode
     changed, or None when the event told nothing new (a duplicate)."""
-    now = now or timezone.now()
-    open_calls = (
-        ParkedCall.objects.select_for_update(of=("self",))
-        .select_related("lot")
-        .filter(server_id=server_id, ended_at__isnull=True)
-    )
-    call = open_calls.filter(uniqueid=event.key).first()
+    return _apply(server_id, event, now or timezone.now(), _Batch(server_id, [event.key]))
+
+
+def _apply(server_id: int, event: ParkingEvent, now: datetime, batch: _Batch) -> ParkedCall | None:
+    """parked_call_apply, inside the caller's transaction; `batch` has read the open calls
+    of the transaction's events."""
+    call = batch.open.get(event.key)
     kind = event.kind
     if kind == Kind.PARKED:
         if call is not None:
             return None  # already known (seen in a resync, or delivered twice)
-        call = _open_episode(server_id, event, now)
+        call = _open_episode(server_id, event, now, batch)
     elif kind == Kind.SWAPPED:
         # The new channel takes the space; the episode of the one it replaced ends.
-        replaced = open_calls.filter(lot_name=event.lot, space=event.space).exclude(
-            uniqueid=event.key
-        )
-        for old in replaced:
+        replaced = _open_calls(server_id).filter(lot_name=event.lot, space=event.space)
+        for old in replaced.exclude(uniqueid=event.key):
+            old = batch.open.pop(old.uniqueid, None) or batch.attach(old)
             _end_episode(old, ParkedCall.Outcome.SWAPPED, now)
             _tell("swapped", old)
         if call is None:
-            call = _open_episode(server_id, event, now)
+            call = _open_episode(server_id, event, now, batch)
         kind = Kind.PARKED
     else:
         if call is None:  # its park happened while we were away: record it, then end it
-            call = _open_episode(server_id, event, now)
+            call = _open_episode(server_id, event, now, batch)
         _end_episode(call, OUTCOME_OF[kind], now, event)
+        batch.open.pop(event.key, None)
+        _tell(str(kind), call)
+        return call
+    batch.open[event.key] = call
     _tell(str(kind), call)
     return call
 
@@ -248,6 +328,7 @@ def server_resync(
         .filter(server_id=server_id, ended_at__isnull=True)
     }
     parked = {event.key: event for event in parked_now}
+    batch = _Batch(server_id)
     lost = opened = failed = 0
     for uniqueid, call in open_calls.items():
         if uniqueid not in parked:
@@ -259,7 +340,7 @@ def server_resync(
             continue
         try:
             with transaction.atomic():  # one call's trouble stays that call's
-                call = _open_episode(server_id, event, now)
+                call = _open_episode(server_id, event, now, batch)
         except CONTAINED as exc:
             parking_event_problem(server_id, event, exc, kind="resync")
             failed += 1
@@ -273,6 +354,30 @@ def server_resync(
 # being away (OperationalError, InterfaceError), which the watcher answers by reconnecting
 # and resyncing once the database is back.
 CONTAINED = (DataError, IntegrityError, ValueError, TypeError, ArithmeticError, LookupError)
+
+
+def parking_events_apply(
+    server_id: int, events: list[ParkingEvent], send: Callable[[list], None] | None = None
+) -> None:
+    """Apply events in order, as `parking_event_apply` does one. Several (a burst the
+    watcher found waiting) go in one transaction, sharing their lots' lookups, and their
+    pushes go out together after the commit: under load an event costs the watcher less,
+    so it keeps up (`send`: where the pushes go, see pushes_together). Should one of them
+    fail, the transaction is rolled back (nothing of it
+    was pushed, queued or mailed: all of that waits for the commit) and the events are
+    applied again one by one, so that the trouble stays that event's."""
+    with pushes_together(send):
+        if len(events) > 1:
+            try:
+                with transaction.atomic():
+                    batch = _Batch(server_id, [event.key for event in events])
+                    for event in events:
+                        _apply(server_id, event, timezone.now(), batch)
+                return
+            except CONTAINED:
+                pass  # rolled back whole: each again on its own, so only its own fails
+        for event in events:
+            parking_event_apply(server_id, event)
 
 
 def parking_event_apply(server_id: int, event: ParkingEvent) -> ParkedCall | None:

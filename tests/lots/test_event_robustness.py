@@ -212,3 +212,35 @@ def test_retrievals_stay_bounded():
         order.push(_bridge_enter(f"PJSIP/x-{n}", f"{n}.0", f"bridge-{n}"), now=0.0)
         order.push({**GAVE_UP, "ParkeeUniqueid": f"{n}.1"}, now=0.0)
     assert len(order.bridges) == 10 and len(order.held) == 10
+
+
+def test_a_burst_is_applied_together_and_a_broken_event_stays_its_own(
+    acme, acme_ctx, server, transactional_db, monkeypatch
+):
+    """The watcher applies what it found waiting in one transaction, its pages' pushes in
+    one go; a broken event among them rolls that back, and each is applied on its own."""
+    from lots.services import parking
+
+    make_lot(acme, acme_ctx, "main", parkpos_start=701, parkpos_end=709)
+    sent: list[list] = []
+    monkeypatch.setattr(parking, "_send", lambda messages: sent.append(list(messages)))
+    park = [
+        events.parse({**PARKED, "ParkeeUniqueid": f"b.{n}", "ParkingSpace": str(701 + n)})
+        for n in range(3)
+    ]
+    gone = events.parse({**PARKED, "Event": "ParkedCallGiveUp", "ParkeeUniqueid": "b.0"})
+    services.parking_events_apply(server.pk, [*park, gone])
+    assert len(sent) == 1  # one trip to the channel layer for the whole burst
+    frames = [(m["type"], m["call"]["uniqueid"]) for _, m in sent[0] if "call" in m]
+    assert frames == [("parked", "b.0"), ("parked", "b.1"), ("parked", "b.2"), ("abandoned", "b.0")]
+    assert ParkedCall.objects.filter(ended_at__isnull=True).count() == 2
+
+    sent.clear()
+    broken = replace(events.parse({**PARKED, "ParkeeUniqueid": "b.9"}), space=-5)
+    late = events.parse({**PARKED, "ParkeeUniqueid": "b.3", "ParkingSpace": "704"})
+    services.parking_events_apply(server.pk, [broken, late])
+    assert ParkedCall.objects.filter(uniqueid="b.3", ended_at__isnull=True).exists()
+    assert not ParkedCall.objects.filter(uniqueid="b.9").exists()
+    assert EventProblem.objects.get().uniqueid == "b.9"
+    pushed = [m["call"]["uniqueid"] for batch in sent for _, m in batch if "call" in m]
+    assert pushed == ["b.3"]  # nothing of the rolled-back attempt went out

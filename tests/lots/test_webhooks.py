@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from lots import services, webhooks
 from lots.models import Webhook, WebhookDelivery
+from lots.services.webhooks import event_emit
 from tenants.actors import SYSTEM
 from tenants.models import Membership, Role
 from tests.receiver import Receiver
@@ -215,3 +216,77 @@ def test_the_api_refuses_plain_http_and_private_addresses_naming_the_field(
         format="json",
     )
     assert unknown.status_code == 400 and "events" in unknown.json()
+
+
+def test_a_sender_keeps_its_connection_and_reconnects_when_the_receiver_dropped_it(receiver):
+    sender = webhooks.Sender()
+    options = {"allow_private": False, "debug": True, "timeout": 2}
+    try:
+        for n in range(3):
+            answer = sender.send(1, receiver.url, {"id": f"e{n}"}, "x", **options)
+            assert answer.delivered
+        assert len({got.peer for got in receiver.received}) == 1  # one connection for all
+
+        # A receiver that answers once per connection and then closes it, as one whose idle
+        # timeout ran out does: the next delivery goes out again at once, on a new one.
+        once = _OncePerConnection()
+        try:
+            for n in range(3):
+                answer = sender.send(2, once.url, {"id": f"f{n}"}, "x", **options)
+                assert answer.delivered, answer.error
+            assert once.requests == 3 and once.connections == 3
+        finally:
+            once.close()
+    finally:
+        sender.close()
+
+
+class _OncePerConnection:
+    """A bare HTTP/1.1 server that answers one request per connection, then hangs up
+    without saying so (no `Connection: close`)."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.requests = self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.requests += 1
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def close(self):
+        self.listener.close()
+
+
+def test_one_run_delivers_several_endpoints_side_by_side_each_in_order(db, acme, receiver, fast):
+    """A failing endpoint holds back its own queue only; the others are delivered."""
+    hooks = [make_webhook(acme, f"{receiver.url}{n}")[0] for n in range(3)]
+    receiver.answer = lambda got: (500 if got.path.endswith("hook1") else 200, {})
+    for name in ("first", "second"):
+        event_emit(acme.pk, "test", None, lambda name=name: {"n": name})
+    waits = services.webhooks_deliver([hook.pk for hook in hooks])
+    assert waits[hooks[0].pk] is None and waits[hooks[2].pk] is None
+    assert waits[hooks[1].pk] > 0  # its head is retried later, the rest wait behind it
+    for n in (0, 2):
+        got = [r.event["n"] for r in receiver.received if r.path.endswith(f"hook{n}")]
+        assert got == ["first", "second"]
+    assert [r.event["n"] for r in receiver.received if r.path.endswith("hook1")] == ["first"]
+    assert WebhookDelivery.objects.filter(webhook=hooks[1], status="pending").count() == 2
