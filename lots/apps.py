@@ -42,8 +42,8 @@ def start_worker_watchers(**kwargs) -> None:
 
     from .supervisor import Supervisor
 
+    hand_the_gil_over_quickly()
     if settings.PARKWEB_WORKER_WATCHERS and _supervisor is None:
-        hand_the_gil_over_quickly()
         _supervisor = Supervisor().start()
     recover_unfinished_deploys()
 
