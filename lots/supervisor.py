@@ -76,6 +76,15 @@ class PagesOutbox:
     async def _run(self) -> None:
         while True:
             await services.pages_send(await self.queue.get())
+            self.queue.task_done()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Send what is waiting (for `timeout` at most), then stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.queue.join(), timeout)
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
 
 
 class DatabaseSink:
@@ -156,6 +165,11 @@ class DatabaseSink:
             self.stats.add(done - arrived)
         if clock() - self.stats_written >= STATS_SECONDS:
             await self.write_stats()
+
+    async def close(self) -> None:
+        """The watcher has stopped: its pages' last pushes go out."""
+        if self.outbox is not None:
+            await self.outbox.close()
 
     async def step(self, step) -> None:
         await _db(services.timeout_step_apply)(self.server_id, step.call, step.step)
@@ -323,12 +337,14 @@ class Supervisor:
 
     async def _unwatch(self, server_id: int) -> None:
         task, stop = self._watching.pop(server_id)
-        self._watchers.pop(server_id, None)
+        watcher = self._watchers.pop(server_id, None)
         stop.set()
         try:
             await asyncio.wait_for(task, 10)
         except (TimeoutError, asyncio.CancelledError):
             task.cancel()
+        if watcher is not None:
+            await watcher.sink.close()
         await asyncio.to_thread(self.leases.release, server_id)
         log.info("%s stopped watching server %s", self.name, server_id)
 
