@@ -204,10 +204,21 @@ DRAIN_BYTES = 16 * 1024
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
+@dataclass(frozen=True)
+class _Route:
+    """What a kept connection was opened for: another route needs another connection."""
+
+    target: Target
+    allow_private: bool
+    debug: bool
+    ca_file: str | None
+    timeout: float
+
+
 @dataclass
 class _Kept:
     connection: http.client.HTTPConnection
-    key: tuple  # what it was opened for: the URL's parts, the address rules, the CA file
+    route: _Route
     opened: float  # time.monotonic()
     used: float
 
@@ -251,7 +262,7 @@ class Sender:
             target = parse_url(url, debug=debug)
         except Refused as exc:
             return failed(str(exc))
-        key = (target, allow_private, debug, ca_file, timeout)
+        route = _Route(target, allow_private, debug, ca_file, timeout)
         body = body_of(event)
         timestamp = int(time.time())
         headers = {
@@ -262,12 +273,12 @@ class Sender:
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: signature(secret, timestamp, body),
         }
-        kept = self._take(endpoint, key)
+        kept = self._take(endpoint, route)
         while True:
             reused = kept is not None
             if kept is None:
                 try:
-                    kept = self._open(target, key, allow_private=allow_private, debug=debug)
+                    kept = self._open(route)
                 except Refused as exc:
                     return failed(str(exc))
             connection = kept.connection
@@ -300,18 +311,18 @@ class Sender:
             return failed(f"answered {code}", code, prefix)
         return Answer(code, time.perf_counter() - started, prefix)
 
-    def _open(self, target: Target, key: tuple, *, allow_private: bool, debug: bool) -> _Kept:
+    def _open(self, route: _Route) -> _Kept:
         """A new connection object to the one address the host may be reached at (it
         connects on its first request)."""
-        address = resolve(target, allow_private=allow_private, debug=debug)
-        timeout = key[-1]
+        target = route.target
+        address = resolve(target, allow_private=route.allow_private, debug=route.debug)
         if target.scheme == "https":
-            context = self._context(key[3])
-            connection = _Pinned.HTTPS(target.host, target.port, address, timeout, context)
+            context = self._context(route.ca_file)
+            connection = _Pinned.HTTPS(target.host, target.port, address, route.timeout, context)
         else:
-            connection = _Pinned.HTTP(target.host, target.port, address, timeout)
+            connection = _Pinned.HTTP(target.host, target.port, address, route.timeout)
         now = time.monotonic()
-        return _Kept(connection, key, now, now)
+        return _Kept(connection, route, now, now)
 
     def _context(self, ca_file: str | None) -> ssl.SSLContext:
         """One TLS context per CA file (loading the system's CAs costs milliseconds)."""
@@ -320,13 +331,14 @@ class Sender:
                 self._contexts[ca_file] = ssl.create_default_context(cafile=ca_file)
             return self._contexts[ca_file]
 
-    def _take(self, endpoint: object, key: tuple) -> _Kept | None:
+    def _take(self, endpoint: object, route: _Route) -> _Kept | None:
         with self._lock:
             kept = self._kept.pop(endpoint, None)
         if kept is None:
             return None
         now = time.monotonic()
-        if kept.key != key or now - kept.opened > self.max_age or now - kept.used > self.max_idle:
+        stale = now - kept.opened > self.max_age or now - kept.used > self.max_idle
+        if stale or kept.route != route:
             kept.connection.close()
             return None
         return kept

@@ -297,6 +297,7 @@ class _Publisher(threading.Thread):
 
 
 PUBLISH_GROUP = 20  # endpoints one delivery run is queued for, at most
+DUE_GROUP = 20  # endpoints per run when beat finds them due: several workers share them
 
 _publisher_thread: _Publisher | None = None
 _publisher_lock = threading.Lock()
@@ -404,13 +405,22 @@ def _due(webhook_ids) -> set[int]:
     """Those of the endpoints whose head delivery is due now."""
     if not webhook_ids:
         return set()
-    return set(
-        WebhookDelivery.objects.filter(
-            webhook_id__in=webhook_ids,
-            status=WebhookDelivery.Status.PENDING,
-            webhook__active=True,
-            webhook__paused_at__isnull=True,
-        )
+    return set(_due_endpoints().filter(webhook_id__in=webhook_ids))
+
+
+def _pending():
+    """Deliveries still to make, of endpoints that are active and not paused."""
+    return WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.PENDING,
+        webhook__active=True,
+        webhook__paused_at__isnull=True,
+    )
+
+
+def _due_endpoints():
+    """The endpoints whose head delivery is due now (ids)."""
+    return (
+        _pending()
         .exclude(next_attempt_at__gt=timezone.now())
         .values_list("webhook_id", flat=True)
         .distinct()
@@ -449,12 +459,8 @@ def _heads(webhook_ids: set[int]) -> dict[int, list[WebhookDelivery]]:
     if not webhook_ids:
         return {}
     rows = (
-        WebhookDelivery.objects.filter(
-            webhook_id__in=webhook_ids,
-            status=WebhookDelivery.Status.PENDING,
-            webhook__active=True,
-            webhook__paused_at__isnull=True,
-        )
+        _pending()
+        .filter(webhook_id__in=webhook_ids)
         .annotate(
             place=Window(
                 RowNumber(), partition_by=[F("webhook_id")], order_by=[F("occurred_at"), F("pk")]
@@ -670,21 +676,7 @@ def webhook_deliveries_due() -> int:
     broker never strands an endpoint). Returns how many were queued."""
     from ..tasks import webhooks_deliver
 
-    now = timezone.now()
-    due = (
-        WebhookDelivery.objects.filter(
-            status=WebhookDelivery.Status.PENDING,
-            webhook__active=True,
-            webhook__paused_at__isnull=True,
-        )
-        .exclude(next_attempt_at__gt=now)
-        .values_list("webhook_id", flat=True)
-        .distinct()
-    )
-    found = list(due)
+    found = list(_due_endpoints())
     for start in range(0, len(found), DUE_GROUP):
         webhooks_deliver.delay(found[start : start + DUE_GROUP])
     return len(found)
-
-
-DUE_GROUP = 20  # endpoints per task when beat finds them due: several workers share them

@@ -290,3 +290,25 @@ def test_one_run_delivers_several_endpoints_side_by_side_each_in_order(db, acme,
         assert got == ["first", "second"]
     assert [r.event["n"] for r in receiver.received if r.path.endswith("hook1")] == ["first"]
     assert WebhookDelivery.objects.filter(webhook=hooks[1], status="pending").count() == 2
+
+
+def test_beat_queues_the_endpoints_whose_head_is_due_and_no_other(
+    db, acme, receiver, fast, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from lots import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.webhooks_deliver, "delay", lambda ids: queued.append(list(ids)))
+    due, later, paused, _idle = (make_webhook(acme, f"{receiver.url}{n}")[0] for n in range(4))
+    for hook in (due, later, paused):
+        services.webhook_test(hook, actor=SYSTEM)
+    WebhookDelivery.objects.filter(webhook=later).update(
+        next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+    Webhook.objects.filter(pk=paused.pk).update(paused_at=timezone.now())
+    assert services.webhook_deliveries_due() == 1
+    assert queued == [[due.pk]]
