@@ -57,7 +57,12 @@ class Receiver:
                 pass
 
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            # A listen backlog as real servers have (nginx: 511), not socketserver's 5:
+            # with a short one, connections opened at once are dropped and retried 1 s on.
+            request_queue_size = 512
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
