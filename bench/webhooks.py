@@ -56,6 +56,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--endpoints", type=int, default=100, help="spread over the tenants")
     parser.add_argument("--clients", type=int, default=100, help="boards, over the tenants")
     parser.add_argument("--webhook-workers", type=int, default=2)
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=10,
+        help="CPU priority of the delivery workers and the receiver below the watcher's",
+    )
     parser.add_argument("--smoke", action="store_true", help="small counts, a few seconds")
     args = parser.parse_args()
     if args.smoke:
@@ -100,6 +106,7 @@ from tests.receiver import Receiver  # noqa: E402
 def receive(port: int, pipe) -> None:
     """The receiver (tests/receiver.py), in a process of its own: answers 200 and sends
     back (path, event id, type, call's unique id, arrival) of each POST when asked."""
+    os.nice(ARGS.nice)  # it stands for another machine: it yields to parkweb here
     receiver = Receiver(port=port)
     pipe.send("ready")
     while pipe.recv() == "dump":
@@ -293,7 +300,9 @@ def main() -> None:
         # Delivery workers: DEBUG lets them post plain http to this machine.
         quiet = {**env, "PARKWEB_WORKER_WATCHERS": "0", "DEBUG": "1"}
         for n in range(ARGS.webhook_workers):
-            workers.append(Worker(f"{PLACE.name}-hooks{n}", quiet, queues="webhooks"))
+            workers.append(
+                Worker(f"{PLACE.name}-hooks{n}", quiet, queues="webhooks", nice=ARGS.nice)
+            )
         web = start_daphne(PLACE.web_port, env, f"{PLACE.name}-web")
         deadline = time.monotonic() + 60
         while not ServerHealth.objects.filter(server=server, synced=True).exists():

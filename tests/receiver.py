@@ -57,6 +57,7 @@ class Receiver:
                 pass
 
         self.lock = threading.Lock()
+
         class Server(ThreadingHTTPServer):
             # A listen backlog as real servers have (nginx: 511), not socketserver's 5:
             # with a short one, connections opened at once are dropped and retried 1 s on.

@@ -60,11 +60,12 @@ def worker_argv(name: str, queues: str = "") -> list[str]:
 
 
 class Worker:
-    def __init__(self, name: str, env: dict[str, str], queues: str = ""):
+    def __init__(self, name: str, env: dict[str, str], queues: str = "", nice: int = 0):
+        """`nice`: a lower CPU priority (as `nice -n`) for a worker whose work may wait."""
         LOGS.mkdir(exist_ok=True)
         self.log_path = LOGS / f"celery-{name}.log"
         self.process = subprocess.Popen(
-            worker_argv(name, queues),
+            (["nice", "-n", str(nice)] if nice else []) + worker_argv(name, queues),
             cwd=settings.BASE_DIR,
             env=env,
             stdout=open(self.log_path, "w"),  # noqa: SIM115
