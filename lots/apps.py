@@ -6,7 +6,7 @@ class LotsConfig(AppConfig):
     verbose_name = "Parking"
 
     def ready(self) -> None:
-        from celery.signals import worker_ready, worker_shutdown
+        from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
         import parkweb.checks  # noqa: F401  (registers the production checks)
 
@@ -15,6 +15,8 @@ class LotsConfig(AppConfig):
         connect_signals()
         worker_ready.connect(start_worker_watchers, weak=False)
         worker_shutdown.connect(stop_worker_watchers, weak=False)
+        task_prerun.connect(database_connections_kept, weak=False)
+        task_postrun.connect(database_connections_kept, weak=False)
 
 
 _supervisor = None
@@ -33,6 +35,17 @@ def hand_the_gil_over_quickly(**kwargs) -> None:
     import sys
 
     sys.setswitchinterval(SWITCH_INTERVAL)
+
+
+def database_connections_kept(sender=None, **kwargs) -> None:
+    """Around each task, as around each web request: a connection older than CONN_MAX_AGE
+    or left broken is closed, any other is kept for the next task (see
+    CELERY_DB_REUSE_MAX). Not for a task run eagerly, inside its caller's transaction."""
+    from django.db import close_old_connections
+
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
+    close_old_connections()
 
 
 def start_worker_watchers(**kwargs) -> None:

@@ -47,8 +47,19 @@ def _advisory_lock(namespace: int, key: int) -> Iterator[bool]:
         yield held
     finally:
         if held:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
+            _unlock("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
+
+
+def _unlock(sql: str, params: list) -> None:
+    """Let session advisory locks go. Workers keep their connection from one task to the
+    next: if the unlock itself fails, the connection is closed, which lets go of every
+    lock it held, rather than kept with locks nobody will release."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    except Exception:
+        connection.close()
+        raise
 
 
 @contextmanager
@@ -118,11 +129,10 @@ def webhook_locks(webhook_ids) -> Iterator[set[int]]:
             yield held
         finally:
             if held:
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT pg_advisory_unlock(%s, key) FROM unnest(%s::int[]) AS key",
-                        [WEBHOOK_NAMESPACE, sorted(held)],
-                    )
+                _unlock(
+                    "SELECT pg_advisory_unlock(%s, key) FROM unnest(%s::int[]) AS key",
+                    [WEBHOOK_NAMESPACE, sorted(held)],
+                )
         return
     locks = {i: _local_webhook_locks.setdefault(i, threading.Lock()) for i in ids}
     held = {i for i, lock in locks.items() if lock.acquire(blocking=False)}

@@ -291,6 +291,12 @@ else:
     CELERY_BROKER_URL = "memory://"
     CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# Celery's Django fixup closes every database connection before and after every task
+# unless this is set; then only every 2 x this many tasks. Between, a worker keeps Django's
+# own rule around each task (CONN_MAX_AGE, a broken connection dropped: lots.apps). A new
+# PostgreSQL connection per task cost a delivery worker a backend's start each time, and
+# the load slowed every other query on the machine (bench/webhooks.py).
+CELERY_DB_REUSE_MAX = 1000
 
 # Keys that encrypt stored AMI secrets (Fernet, comma-separated; the first encrypts, all
 # decrypt, so a key can be rotated). Without it a key is derived from SECRET_KEY.

@@ -1,0 +1,40 @@
+"""A real Celery worker keeps its PostgreSQL connection from one task to the next (Celery's
+Django fixup would otherwise open one per task: a backend started each time, which slowed
+every other query on the machine under webhook load)."""
+
+import pytest
+from django.db import connection
+
+from lots.tasks import webhook_deliveries_due
+
+from .test_deploy import wait_for
+from .workers import celery_workers
+
+pytestmark = pytest.mark.integration
+
+TASKS = 12
+
+
+def sessions() -> int:
+    """Connections ever opened to this database (PostgreSQL 14 and later)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_a_worker_reuses_its_database_connection_between_tasks(transactional_db):
+    if connection.vendor != "postgresql":
+        pytest.skip("counts PostgreSQL's sessions; CI runs this on PostgreSQL")
+    with celery_workers() as start_worker:
+        worker = start_worker()
+        webhook_deliveries_due.delay()  # the worker's first connection
+        wait_for(lambda: "succeeded" in worker.log_path.read_text(), what="a first task")
+        before = sessions()
+        for _ in range(TASKS):
+            webhook_deliveries_due.delay()
+        wait_for(
+            lambda: worker.log_path.read_text().count("webhook_deliveries_due[") >= 2 * (TASKS + 1),
+            what="the tasks run",  # one line as each is received, one as it succeeds
+        )
+        opened = sessions() - before
+    assert opened <= 2, f"{opened} connections opened for {TASKS} tasks"
