@@ -11,6 +11,7 @@ paused and its tenant's admins are mailed; saving it as active again resumes it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -25,8 +26,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import F, Window
-from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from parkweb.errors import Invalid
@@ -402,10 +401,17 @@ def webhooks_deliver(webhook_ids) -> dict[int, float | None]:
 
 
 def _due(webhook_ids) -> set[int]:
-    """Those of the endpoints whose head delivery is due now."""
+    """Those of the endpoints whose head delivery is due now (asked after every run: SQL
+    written once, see _queries)."""
     if not webhook_ids:
         return set()
-    return set(_due_endpoints().filter(webhook_id__in=webhook_ids))
+    ids = sorted(webhook_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _queries(connection.vendor).due(len(ids)),
+            [WebhookDelivery.Status.PENDING, True, timezone.now(), *ids],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _pending():
@@ -455,25 +461,111 @@ def _deliver_queues(webhook_ids: set[int]) -> dict[int, float | None]:
 
 
 def _heads(webhook_ids: set[int]) -> dict[int, list[WebhookDelivery]]:
-    """The first CHUNK pending deliveries of each endpoint, in order (one query)."""
+    """The first CHUNK pending deliveries of each endpoint, in order, each with its
+    endpoint (one query, its SQL written once: see _queries)."""
     if not webhook_ids:
         return {}
-    rows = (
-        _pending()
-        .filter(webhook_id__in=webhook_ids)
-        .annotate(
-            place=Window(
-                RowNumber(), partition_by=[F("webhook_id")], order_by=[F("occurred_at"), F("pk")]
-            )
+    ids = sorted(webhook_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _queries(connection.vendor).heads(len(ids)),
+            [WebhookDelivery.Status.PENDING, *ids, CHUNK, True],
         )
-        .filter(place__lte=CHUNK)
-        .select_related("webhook__tenant")
-        .order_by("webhook_id", "occurred_at", "pk")
-    )
+        rows = cursor.fetchall()
+    deliveries, hooks = _Loader(WebhookDelivery), _Loader(Webhook)
+    width = len(deliveries.fields)
     queues: dict[int, list[WebhookDelivery]] = {}
-    for delivery in rows:
+    endpoints: dict[int, Webhook] = {}
+    for row in rows:
+        delivery = deliveries.load(row[:width])
+        if delivery.webhook_id not in endpoints:
+            endpoints[delivery.webhook_id] = hooks.load(row[width:])
+        delivery.webhook = endpoints[delivery.webhook_id]
         queues.setdefault(delivery.webhook_id, []).append(delivery)
     return queues
+
+
+class _Loader:
+    """Model instances from a row of a hand-written query's columns, through Django's own
+    converters (as a queryset would load them)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.fields = model._meta.concrete_fields
+        self.names = [field.attname for field in self.fields]
+        self.converters = []
+        for field in self.fields:
+            column = field.get_col(model._meta.db_table)
+            found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+            self.converters.append([(converter, column) for converter in found])
+
+    def load(self, values):
+        values = list(values)
+        for n, converters in enumerate(self.converters):
+            for converter, column in converters:
+                values[n] = converter(values[n], column, connection)
+        return self.model.from_db(connection.alias, self.names, values)
+
+
+class _Queries:
+    """The SQL a delivery run asks with every round: written once per database kind and
+    number of endpoints, where the ORM would build it again each time (the heads query
+    took a worker 2.8 ms of compiling for 1 ms of asking)."""
+
+    def __init__(self):
+        quote = connection.ops.quote_name
+        self.delivery = quote(WebhookDelivery._meta.db_table)
+        self.webhook = quote(Webhook._meta.db_table)
+        # Every column, in the models' field order (as _Loader reads them), by field name.
+        self.d = {f.name: quote(f.column) for f in WebhookDelivery._meta.concrete_fields}
+        self.w = {f.name: quote(f.column) for f in Webhook._meta.concrete_fields}
+        self.cache: dict[tuple[str, int], str] = {}
+
+    def heads(self, count: int) -> str:
+        """Params: the pending status, `count` endpoint ids, CHUNK, True (active)."""
+        key = ("heads", count)
+        if key not in self.cache:
+            d, w = self.d, self.w
+            numbered = (
+                f"SELECT {', '.join(d.values())}, ROW_NUMBER() OVER"  # noqa: S608
+                f" (PARTITION BY {d['webhook']} ORDER BY {d['occurred_at']}, {d['id']})"
+                f" AS place FROM {self.delivery}"
+                f" WHERE {d['status']} = %s AND {d['webhook']} IN ({_marks(count)})"
+            )
+            columns = [f"head.{name}" for name in d.values()]
+            columns += [f"hook.{name}" for name in w.values()]
+            self.cache[key] = (
+                f"SELECT {', '.join(columns)} FROM ({numbered}) head"  # noqa: S608
+                f" JOIN {self.webhook} hook ON hook.{w['id']} = head.{d['webhook']}"
+                f" WHERE head.place <= %s AND hook.{w['active']} = %s"
+                f" AND hook.{w['paused_at']} IS NULL"
+                f" ORDER BY head.{d['webhook']}, head.{d['occurred_at']}, head.{d['id']}"
+            )
+        return self.cache[key]
+
+    def due(self, count: int) -> str:
+        """Params: the pending status, True (active), now, `count` endpoint ids."""
+        key = ("due", count)
+        if key not in self.cache:
+            d, w = self.d, self.w
+            self.cache[key] = (
+                f"SELECT DISTINCT d.{d['webhook']} FROM {self.delivery} d"  # noqa: S608
+                f" JOIN {self.webhook} hook ON hook.{w['id']} = d.{d['webhook']}"
+                f" WHERE d.{d['status']} = %s AND hook.{w['active']} = %s"
+                f" AND hook.{w['paused_at']} IS NULL"
+                f" AND (d.{d['next_attempt_at']} IS NULL OR d.{d['next_attempt_at']} <= %s)"
+                f" AND d.{d['webhook']} IN ({_marks(count)})"
+            )
+        return self.cache[key]
+
+
+def _marks(count: int) -> str:
+    return ", ".join(["%s"] * count)
+
+
+@functools.cache
+def _queries(vendor: str) -> _Queries:
+    return _Queries()
 
 
 Sent = tuple[list[tuple[WebhookDelivery, "webhooks.Answer"]], datetime | None]

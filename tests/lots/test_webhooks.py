@@ -312,3 +312,66 @@ def test_beat_queues_the_endpoints_whose_head_is_due_and_no_other(
     Webhook.objects.filter(pk=paused.pk).update(paused_at=timezone.now())
     assert services.webhook_deliveries_due() == 1
     assert queued == [[due.pk]]
+
+
+def test_a_run_reads_the_same_heads_and_due_endpoints_as_the_orm_would(db, acme, receiver, fast):
+    """A run's queries are written by hand once (lots.services.webhooks._Queries): they
+    must read exactly what these querysets read, on SQLite as on PostgreSQL."""
+    from datetime import timedelta
+
+    from django.db.models import F, Window
+    from django.db.models.functions import RowNumber
+    from django.utils import timezone
+
+    from lots.services.webhooks import CHUNK, _due, _heads, _pending
+
+    long, later, paused, off, mixed, _idle = (
+        make_webhook(acme, f"{receiver.url}{n}")[0] for n in range(6)
+    )
+    for n in range(CHUNK + 3):
+        event_emit(acme.pk, "test", None, lambda n=n: {"n": n, "when": {"nested": [n]}})
+    WebhookDelivery.objects.filter(webhook=later).update(
+        next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+    Webhook.objects.filter(pk=paused.pk).update(paused_at=timezone.now())
+    Webhook.objects.filter(pk=off.pk).update(active=False)
+    WebhookDelivery.objects.filter(webhook=_idle).delete()
+    first = WebhookDelivery.objects.filter(webhook=mixed).order_by("occurred_at", "pk")
+    WebhookDelivery.objects.filter(pk__in=list(first.values_list("pk", flat=True)[:4])).update(
+        status="delivered"
+    )
+    everyone = {hook.pk for hook in (long, later, paused, off, mixed, _idle)}
+
+    expected = list(
+        _pending()
+        .filter(webhook_id__in=everyone)
+        .annotate(
+            place=Window(
+                RowNumber(), partition_by=[F("webhook_id")], order_by=[F("occurred_at"), F("pk")]
+            )
+        )
+        .filter(place__lte=CHUNK)
+        .select_related("webhook")
+        .order_by("webhook_id", "occurred_at", "pk")
+    )
+    heads = _heads(everyone)
+    got = [delivery for queue in heads.values() for delivery in queue]
+    assert set(heads) == {long.pk, later.pk, mixed.pk}
+    assert [d.pk for d in got] == [d.pk for d in expected]
+    assert len(heads[long.pk]) == CHUNK and len(heads[mixed.pk]) == CHUNK - 1
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.__dict__.keys() >= {"payload", "occurred_at", "next_attempt_at"}
+        assert (mine.payload, mine.occurred_at, mine.next_attempt_at, mine.status) == (
+            theirs.payload,
+            theirs.occurred_at,
+            theirs.next_attempt_at,
+            theirs.status,
+        )
+        assert mine.webhook.url == theirs.webhook.url and mine.webhook.active is True
+        assert mine.webhook.events == theirs.webhook.events
+    assert heads[long.pk][0].payload["when"] == {"nested": [0]}
+    assert (
+        _due(everyone)
+        == {long.pk, mixed.pk}
+        == set(services.webhooks._due_endpoints().filter(webhook_id__in=everyone))
+    )
