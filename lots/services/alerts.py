@@ -13,11 +13,12 @@ import logging
 from datetime import datetime, timedelta
 
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from tenants.models import Membership
 
+from .. import sql
 from ..frames import call_data, call_frame, lot_alert
 from ..models import ParkedCall, ParkingLot
 from .webhooks import event_emit
@@ -31,7 +32,7 @@ def lot_occupancy_update(lot: ParkingLot, now: datetime | None = None) -> None:
     from .parking import push  # parking calls this module: imported here
 
     now = now or timezone.now()
-    busy = ParkedCall.objects.filter(lot_id=lot.pk, ended_at__isnull=True).count()
+    busy = _busy(lot.pk)
     free = lot.parkpos_end - lot.parkpos_start + 1 - busy
     rows = ParkingLot.objects.filter(pk=lot.pk)
     changed = fired = None
@@ -65,6 +66,18 @@ def lot_occupancy_update(lot: ParkingLot, now: datetime | None = None) -> None:
     if fired:
         words = "is full" if fired == "full" else f"has {free} free space(s) left"
         _mail(lot.tenant_id, f"{lot.name} {words}", f"Lot {lot.name} {words} ({busy} parked).")
+
+
+def _busy(lot_id: int) -> int:
+    """The lot's calls parked now (asked at every parking event: lots.sql)."""
+    call = sql.columns(ParkedCall)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {sql.table(ParkedCall)}"  # noqa: S608  (names, not values)
+            f" WHERE {call['lot']} = %s AND {call['ended_at']} IS NULL",
+            [lot_id],
+        )
+        return cursor.fetchone()[0]
 
 
 def waiting_alerts_check(server_id: int, now: datetime | None = None) -> int:

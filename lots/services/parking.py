@@ -4,6 +4,7 @@ is rebuilt from Asterisk after every login; retrieve and hang up act on live cal
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import secrets
@@ -15,23 +16,24 @@ from datetime import datetime, timedelta
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from parkweb.errors import Conflict, Forbidden, Invalid, Unavailable
 from tenants.actors import Actor
 from tenants.audit import audit
-from tenants.models import Membership
+from tenants.models import Membership, Tenant
 from tenants.scoping import tenant_access
 
-from .. import rules
+from .. import rules, sql
 from ..asterisk import actions, comeback, confgen
 from ..asterisk.ami import AmiActionError, AmiError
 from ..asterisk.events import Kind, ParkingEvent
 from ..frames import call_frame, health_frame, tenant_group
 from ..models import (
     AsteriskServer,
+    DialplanContext,
     EventProblem,
     ParkedCall,
     ParkingLot,
@@ -122,18 +124,61 @@ def _tell(kind: str, call: ParkedCall) -> None:
 
 
 def lot_for(server_id: int, lot_name: str) -> ParkingLot | None:
-    """The managed lot behind an Asterisk lot name, by an indexed lookup; None if unmanaged.
+    """The managed lot behind an Asterisk lot name, with its tenant and context, by an
+    indexed lookup; None if unmanaged. The watcher asks at every park: its SQL is written
+    once (lots.sql).
 
     Lot names are `<tenant slug>_<lot slug>` (neither slug has '_'), or `default` for the
     lot the server lets stand for Asterisk's built-in one.
     """
-    lots = ParkingLot.objects.select_related("tenant", "context").filter(server_id=server_id)
     if lot_name == "default":
-        return lots.filter(pk=F("server__default_lot")).first()
+        return _lot_where("default", [server_id, server_id])
     tenant_slug, sep, lot_slug = lot_name.partition("_")
     if not sep:
         return None
-    return lots.filter(tenant__slug=tenant_slug, slug=lot_slug).first()
+    return _lot_where("name", [server_id, tenant_slug, lot_slug])
+
+
+def lot_by_pk(lot_id: int) -> ParkingLot | None:
+    """A lot with its tenant and context (as lot_for)."""
+    return _lot_where("pk", [lot_id])
+
+
+def _lot_where(by: str, params: list) -> ParkingLot | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_lot_sql(connection.vendor, by), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    lot_end = sql.width(ParkingLot)
+    tenant_end = lot_end + sql.width(Tenant)
+    lot = sql.load(ParkingLot, row[:lot_end])
+    lot.tenant = sql.load(Tenant, row[lot_end:tenant_end])
+    lot.context = sql.load(DialplanContext, row[tenant_end:])
+    return lot
+
+
+@functools.cache
+def _lot_sql(vendor: str, by: str) -> str:
+    """A lot, its tenant and its context, in one row: `by` name (server, tenant slug, lot
+    slug), `pk`, or `default` (server, server)."""
+    lot, tenant, context = (sql.columns(m) for m in (ParkingLot, Tenant, DialplanContext))
+    server = sql.columns(AsteriskServer)
+    default_lot = f"SELECT {server['default_lot']} FROM {sql.table(AsteriskServer)}"  # noqa: S608
+    default_lot += f" WHERE {server['id']} = %s"
+    where = {
+        "name": f"l.{lot['server']} = %s AND t.{tenant['slug']} = %s AND l.{lot['slug']} = %s",
+        "pk": f"l.{lot['id']} = %s",
+        "default": f"l.{lot['server']} = %s AND l.{lot['id']} = ({default_lot})",
+    }[by]
+    selected = [f"l.{c}" for c in lot.values()] + [f"t.{c}" for c in tenant.values()]
+    selected += [f"c.{c}" for c in context.values()]
+    return (
+        f"SELECT {', '.join(selected)} FROM {sql.table(ParkingLot)} l"  # noqa: S608
+        f" JOIN {sql.table(Tenant)} t ON t.{tenant['id']} = l.{lot['tenant']}"
+        f" JOIN {sql.table(DialplanContext)} c ON c.{context['id']} = l.{lot['context']}"
+        f" WHERE {where}"
+    )
 
 
 def _seconds_ago(now: datetime, seconds: int | None) -> datetime:
@@ -175,8 +220,10 @@ class _Batch:
         """The call, its lot taken from here."""
         if call.lot_id is not None:
             if call.lot_id not in self.by_pk:
-                lots = ParkingLot.objects.select_related("tenant", "context")
-                self.by_pk[call.lot_id] = lots.get(pk=call.lot_id)
+                lot = lot_by_pk(call.lot_id)
+                if lot is None:
+                    raise ParkingLot.DoesNotExist(f"lot {call.lot_id}")
+                self.by_pk[call.lot_id] = lot
             call.lot = self.by_pk[call.lot_id]
         return call
 
