@@ -2,7 +2,8 @@
 endpoints on a loopback receiver, while boards watch the same events.
 
     .venv/bin/python bench/webhooks.py [--rate 50] [--seconds 20] [--tenants 20]
-        [--endpoints 100] [--clients 100] [--webhook-workers 2] [--smoke]
+        [--endpoints 100] [--clients 100] [--webhook-workers 2] [--priority idle]
+        [--rounds 2] [--warm-up 4] [--smoke]
 
 The production shape on one machine: daphne serving the boards, one Celery worker running
 the AMI watcher (and deploys), `--webhook-workers` workers serving the deliveries' own
@@ -10,14 +11,16 @@ queue (PARKWEB_WEBHOOK_QUEUE), Redis, PostgreSQL (else SQLite), and the receiver
 process of its own. Delivery is plain http to this machine (DEBUG, as only there it may
 be): TLS would add its handshake to every delivery.
 
-The same load runs twice: calls parked by dialling each tenant's park extension that hang
-up a second later (two events each), first with every endpoint inactive (boards only),
-then with all of them active. A raw AMI connection in this process timestamps every event
-as it leaves Asterisk: the floor. Prints, for the deliveries, p50/p95/p99/max from the
-floor to the receiver, lost and duplicate deliveries, and each event's order per
-endpoint; for the boards, the same figures of bench/live.py in both phases and their
-ratio. Every wait is bounded; a wrong count makes it exit non-zero. `--smoke`: a few
-seconds, a few endpoints.
+The same load runs on both sides: calls parked by dialling each tenant's park extension
+that hang up a second later (two events each), with every endpoint inactive (boards only)
+and with all of them active. After a warm-up that is not measured (connections opened,
+caches filled), the sides alternate, off then on, for `--rounds` rounds of `--seconds /
+--rounds` each, and each side's rounds are pooled. A raw AMI connection in this process
+timestamps every event as it leaves Asterisk: the floor. Prints, for the deliveries,
+p50/p95/p99/max from the floor to the receiver, lost and duplicate deliveries, and each
+event's order per endpoint; for the boards, the same figures of bench/live.py on both
+sides and their ratio. Every wait is bounded; a wrong count makes it exit non-zero.
+`--smoke`: a few seconds, a few endpoints.
 """
 
 from __future__ import annotations
@@ -57,16 +60,26 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=100, help="boards, over the tenants")
     parser.add_argument("--webhook-workers", type=int, default=2)
     parser.add_argument(
-        "--nice",
+        "--priority",
+        choices=["idle", "nice", "normal"],  # tests.integration.workers.PRIORITIES
+        default="idle",
+        help="the delivery workers' and the receiver's CPU priority (idle: SCHED_IDLE)",
+    )
+    parser.add_argument(
+        "--rounds",
         type=int,
-        default=10,
-        help="CPU priority of the delivery workers and the receiver below the watcher's",
+        default=2,
+        help="phases alternate off, on, off, on ...: each gets --seconds / rounds a round",
+    )
+    parser.add_argument(
+        "--warm-up", type=float, default=4, help="seconds of load first, not measured"
     )
     parser.add_argument("--smoke", action="store_true", help="small counts, a few seconds")
     args = parser.parse_args()
     if args.smoke:
-        args.rate, args.seconds, args.tenants = 10, 2, 3
+        args.rate, args.seconds, args.tenants, args.rounds, args.warm_up = 10, 2, 3, 1, 0
         args.endpoints, args.clients, args.webhook_workers = 6, 6, 1
+    args.rounds = max(args.rounds, 1)
     args.seconds = min(args.seconds, 600)
     return args
 
@@ -76,6 +89,7 @@ PLACE = place(
     "webhooks", ARGS.smoke, redis_db=9, sandbox="bench-hooks", ami_port=5044, web_port=8768
 )
 DRAIN_SECONDS = 3 if ARGS.smoke else 6  # after the last call: its hang-up, deliveries
+ROUND_SECONDS = ARGS.seconds / ARGS.rounds  # each side's share of a round
 
 os.environ["DATABASE_URL"] = PLACE.database_url
 os.environ["REDIS_URL"] = PLACE.redis_url
@@ -106,7 +120,11 @@ from tests.receiver import Receiver  # noqa: E402
 def receive(port: int, pipe) -> None:
     """The receiver (tests/receiver.py), in a process of its own: answers 200 and sends
     back (path, event id, type, call's unique id, arrival) of each POST when asked."""
-    os.nice(ARGS.nice)  # it stands for another machine: it yields to parkweb here
+    # It stands for another machine: here it yields to parkweb, as the deliveries do.
+    if ARGS.priority == "idle":
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    elif ARGS.priority == "nice":
+        os.nice(10)
     receiver = Receiver(port=port)
     pipe.send("ready")
     while pipe.recv() == "dump":
@@ -158,8 +176,8 @@ def endpoints(tenants, port: int) -> dict[str, str]:
     return made
 
 
-async def load(box, sessions: dict[str, str], port: int) -> dict:
-    """One phase: the calls, the floor, and what the boards got."""
+async def load(box, sessions: dict[str, str], port: int, seconds: float) -> dict:
+    """One phase of `seconds`: the calls, the floor, and what the boards got."""
     floor: dict[tuple[str, str], float] = {}
     floor_tenant: dict[str, str] = {}
     frames: dict[tuple[int, tuple[str, str]], list[float]] = defaultdict(list)
@@ -195,7 +213,7 @@ async def load(box, sessions: dict[str, str], port: int) -> dict:
         deadline = time.monotonic() + 60
         while ready < ARGS.clients and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        calls = int(ARGS.rate / 2 * ARGS.seconds)
+        calls = int(ARGS.rate / 2 * seconds)
         interval, started = 2 / ARGS.rate, time.monotonic()
         for n in range(calls):
             slug = slugs[n % len(slugs)]
@@ -231,6 +249,25 @@ async def load(box, sessions: dict[str, str], port: int) -> dict:
             "errors": wrong + ARGS.clients - ready,
         },
     }
+
+
+def pooled(phases: list[dict]) -> dict:
+    """One side's rounds as one phase."""
+    total = {
+        "floor": {},
+        "floor_tenant": {},
+        "calls": 0,
+        "boards": [],
+        "board_counts": defaultdict(int),
+    }
+    for phase in phases:
+        total["floor"].update(phase["floor"])
+        total["floor_tenant"].update(phase["floor_tenant"])
+        total["calls"] += phase["calls"]
+        total["boards"] += phase["boards"]
+        for key, value in phase["board_counts"].items():
+            total["board_counts"][key] += value
+    return total
 
 
 def deliveries(phase: dict, got: list[tuple], paths: dict[str, str]) -> dict:
@@ -301,7 +338,7 @@ def main() -> None:
         quiet = {**env, "PARKWEB_WORKER_WATCHERS": "0", "DEBUG": "1"}
         for n in range(ARGS.webhook_workers):
             workers.append(
-                Worker(f"{PLACE.name}-hooks{n}", quiet, queues="webhooks", nice=ARGS.nice)
+                Worker(f"{PLACE.name}-hooks{n}", quiet, queues="webhooks", priority=ARGS.priority)
             )
         web = start_daphne(PLACE.web_port, env, f"{PLACE.name}-web")
         deadline = time.monotonic() + 60
@@ -309,15 +346,29 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("the watcher did not connect")
             time.sleep(0.2)
-        alone = asyncio.run(load(box, sessions, PLACE.web_port))
-        ours.send("dump")
-        stray = ours.recv()  # nothing may arrive while every endpoint is inactive
-        box.hangup_all()
-        Webhook.objects.update(active=True)
-        both = asyncio.run(load(box, sessions, PLACE.web_port))
-        time.sleep(DRAIN_SECONDS)  # the last deliveries on their way
-        ours.send("dump")
-        got = ours.recv()
+        if ARGS.warm_up:  # connections opened, caches filled: then measured
+            Webhook.objects.update(active=True)
+            asyncio.run(load(box, sessions, PLACE.web_port, ARGS.warm_up))
+            time.sleep(DRAIN_SECONDS)
+            box.hangup_all()
+            Webhook.objects.update(active=False)
+            ours.send("dump")
+            ours.recv()
+        # Alternated, so that neither side has the machine's quieter minutes to itself.
+        alone, both, stray, got = [], [], [], []
+        for _ in range(ARGS.rounds):
+            alone.append(asyncio.run(load(box, sessions, PLACE.web_port, ROUND_SECONDS)))
+            ours.send("dump")
+            stray += ours.recv()  # nothing may arrive while every endpoint is inactive
+            box.hangup_all()
+            Webhook.objects.update(active=True)
+            both.append(asyncio.run(load(box, sessions, PLACE.web_port, ROUND_SECONDS)))
+            time.sleep(DRAIN_SECONDS)  # the last deliveries on their way
+            ours.send("dump")
+            got += ours.recv()
+            box.hangup_all()
+            Webhook.objects.update(active=False)
+        alone, both = pooled(alone), pooled(both)
     finally:
         ours.send("stop")
         receiver.join(5)
@@ -331,8 +382,9 @@ def main() -> None:
     print(f"database: {PLACE.database_url.split('@')[-1]}  layer and broker: Redis")
     print(
         f"{ARGS.endpoints} endpoints and {ARGS.clients} boards over {ARGS.tenants} tenants; "
-        f"{both['calls']} calls a phase, {len(both['floor'])} parking events at "
-        f"{ARGS.rate:g}/s for {ARGS.seconds:g} s; {ARGS.webhook_workers} delivery worker(s)"
+        f"{both['calls']} calls a side, {len(both['floor'])} parking events at "
+        f"{ARGS.rate:g}/s for {ARGS.seconds:g} s, in {ARGS.rounds} round(s) of off then on "
+        f"after {ARGS.warm_up:g} s of warm-up; {ARGS.webhook_workers} delivery worker(s)"
     )
     print(
         "| from the event on a raw AMI connection to | count | p50 ms | p95 ms | p99 ms "

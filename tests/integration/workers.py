@@ -59,13 +59,18 @@ def worker_argv(name: str, queues: str = "") -> list[str]:
     ]
 
 
+# How a worker whose work may wait yields the CPU (deploy/systemd/parkweb-webhooks.service):
+# "idle", Linux's SCHED_IDLE, only what no other process wants; "nice", nice 10.
+PRIORITIES = {"normal": [], "nice": ["nice", "-n", "10"], "idle": ["chrt", "--idle", "0"]}
+
+
 class Worker:
-    def __init__(self, name: str, env: dict[str, str], queues: str = "", nice: int = 0):
-        """`nice`: a lower CPU priority (as `nice -n`) for a worker whose work may wait."""
+    def __init__(self, name: str, env: dict[str, str], queues: str = "", priority: str = "normal"):
+        """`priority`: one of PRIORITIES."""
         LOGS.mkdir(exist_ok=True)
         self.log_path = LOGS / f"celery-{name}.log"
         self.process = subprocess.Popen(
-            (["nice", "-n", str(nice)] if nice else []) + worker_argv(name, queues),
+            PRIORITIES[priority] + worker_argv(name, queues),
             cwd=settings.BASE_DIR,
             env=env,
             stdout=open(self.log_path, "w"),  # noqa: SIM115
@@ -120,8 +125,8 @@ def celery_workers():
     redis.Redis.from_url(redis_url).flushdb()
     workers: list[Worker] = []
 
-    def start(name: str = "w1", **extra_env: str) -> Worker:
-        worker = Worker(name, {**env, **extra_env})
+    def start(name: str = "w1", priority: str = "normal", **extra_env: str) -> Worker:
+        worker = Worker(name, {**env, **extra_env}, priority=priority)
         workers.append(worker)
         return worker
 

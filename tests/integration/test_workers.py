@@ -1,6 +1,7 @@
-"""A real Celery worker keeps its PostgreSQL connection from one task to the next (Celery's
-Django fixup would otherwise open one per task: a backend started each time, which slowed
-every other query on the machine under webhook load)."""
+"""Real Celery workers: one keeps its PostgreSQL connection from one task to the next
+(Celery's Django fixup would otherwise open one per task: a backend started each time,
+which slowed every other query on the machine under webhook load); one started as
+parkweb-webhooks.service starts it yields the CPU."""
 
 import pytest
 from django.db import connection
@@ -38,3 +39,17 @@ def test_a_worker_reuses_its_database_connection_between_tasks(transactional_db)
         )
         opened = sessions() - before
     assert opened <= 2, f"{opened} connections opened for {TASKS} tasks"
+
+
+def test_an_idle_worker_runs_every_thread_under_sched_idle(transactional_db):
+    """What parkweb-webhooks.service's CPUSchedulingPolicy=idle does, and what the webhook
+    benchmark runs its delivery workers with: only CPU time nothing else wants."""
+    import os
+
+    with celery_workers() as start_worker:
+        worker = start_worker(priority="idle")
+        wait_for(lambda: "ready" in worker.log_path.read_text(), what="the worker")
+        policies = {
+            os.sched_getscheduler(int(thread)) for thread in os.listdir(f"/proc/{worker.pid}/task")
+        }
+    assert policies == {os.SCHED_IDLE}
