@@ -9,6 +9,7 @@ to the members who asked for alert mail.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, timedelta
 
@@ -70,14 +71,18 @@ def lot_occupancy_update(lot: ParkingLot, now: datetime | None = None) -> None:
 
 def _busy(lot_id: int) -> int:
     """The lot's calls parked now (asked at every parking event: lots.sql)."""
-    call = sql.columns(ParkedCall)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT COUNT(*) FROM {sql.table(ParkedCall)}"  # noqa: S608  (names, not values)
-            f" WHERE {call['lot']} = %s AND {call['ended_at']} IS NULL",
-            [lot_id],
-        )
+        cursor.execute(_busy_sql(connection.vendor), [lot_id])
         return cursor.fetchone()[0]
+
+
+@functools.cache
+def _busy_sql(vendor: str) -> str:
+    call = sql.columns(ParkedCall)
+    return (
+        f"SELECT COUNT(*) FROM {sql.table(ParkedCall)}"  # noqa: S608  (names, not values)
+        f" WHERE {call['lot']} = %s AND {call['ended_at']} IS NULL"
+    )
 
 
 def waiting_alerts_check(server_id: int, now: datetime | None = None) -> int:

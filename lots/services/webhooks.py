@@ -401,14 +401,13 @@ def webhooks_deliver(webhook_ids) -> dict[int, float | None]:
 
 
 def _due(webhook_ids) -> set[int]:
-    """Those of the endpoints whose head delivery is due now (asked after every run:
-    _Queries)."""
+    """Those of the endpoints whose head delivery is due now (asked after every run)."""
     if not webhook_ids:
         return set()
     ids = sorted(webhook_ids)
     with connection.cursor() as cursor:
         cursor.execute(
-            _queries(connection.vendor).due(len(ids)),
+            _due_sql(connection.vendor, len(ids)),
             [WebhookDelivery.Status.PENDING, True, timezone.now(), *ids],
         )
         return {row[0] for row in cursor.fetchall()}
@@ -462,13 +461,13 @@ def _deliver_queues(webhook_ids: set[int]) -> dict[int, float | None]:
 
 def _heads(webhook_ids: set[int]) -> dict[int, list[WebhookDelivery]]:
     """The first CHUNK pending deliveries of each endpoint, in order, each with its
-    endpoint (one query: _Queries)."""
+    endpoint (one query)."""
     if not webhook_ids:
         return {}
     ids = sorted(webhook_ids)
     with connection.cursor() as cursor:
         cursor.execute(
-            _queries(connection.vendor).heads(len(ids)),
+            _heads_sql(connection.vendor, len(ids)),
             [WebhookDelivery.Status.PENDING, *ids, CHUNK, True],
         )
         rows = cursor.fetchall()
@@ -484,57 +483,41 @@ def _heads(webhook_ids: set[int]) -> dict[int, list[WebhookDelivery]]:
     return queues
 
 
-class _Queries:
-    """The SQL a delivery run asks with every round (lots.sql), per database kind and
-    number of endpoints: the ORM took a worker 2.8 ms to compile the heads query for 1 ms
-    of asking it."""
-
-    def __init__(self):
-        self.delivery, self.webhook = sql.table(WebhookDelivery), sql.table(Webhook)
-        self.d, self.w = sql.columns(WebhookDelivery), sql.columns(Webhook)
-        self.cache: dict[tuple[str, int], str] = {}
-
-    def heads(self, count: int) -> str:
-        """Params: the pending status, `count` endpoint ids, CHUNK, True (active)."""
-        key = ("heads", count)
-        if key not in self.cache:
-            d, w = self.d, self.w
-            numbered = (
-                f"SELECT {', '.join(d.values())}, ROW_NUMBER() OVER"  # noqa: S608
-                f" (PARTITION BY {d['webhook']} ORDER BY {d['occurred_at']}, {d['id']})"
-                f" AS place FROM {self.delivery}"
-                f" WHERE {d['status']} = %s AND {d['webhook']} IN ({sql.marks(count)})"
-            )
-            columns = [f"head.{name}" for name in d.values()]
-            columns += [f"hook.{name}" for name in w.values()]
-            self.cache[key] = (
-                f"SELECT {', '.join(columns)} FROM ({numbered}) head"  # noqa: S608
-                f" JOIN {self.webhook} hook ON hook.{w['id']} = head.{d['webhook']}"
-                f" WHERE head.place <= %s AND hook.{w['active']} = %s"
-                f" AND hook.{w['paused_at']} IS NULL"
-                f" ORDER BY head.{d['webhook']}, head.{d['occurred_at']}, head.{d['id']}"
-            )
-        return self.cache[key]
-
-    def due(self, count: int) -> str:
-        """Params: the pending status, True (active), now, `count` endpoint ids."""
-        key = ("due", count)
-        if key not in self.cache:
-            d, w = self.d, self.w
-            self.cache[key] = (
-                f"SELECT DISTINCT d.{d['webhook']} FROM {self.delivery} d"  # noqa: S608
-                f" JOIN {self.webhook} hook ON hook.{w['id']} = d.{d['webhook']}"
-                f" WHERE d.{d['status']} = %s AND hook.{w['active']} = %s"
-                f" AND hook.{w['paused_at']} IS NULL"
-                f" AND (d.{d['next_attempt_at']} IS NULL OR d.{d['next_attempt_at']} <= %s)"
-                f" AND d.{d['webhook']} IN ({sql.marks(count)})"
-            )
-        return self.cache[key]
+# The SQL a delivery run asks with every round (lots.sql), per database kind and number
+# of endpoints: the ORM took a worker 2.8 ms to compile the heads query for 1 ms of asking.
 
 
-@functools.cache
-def _queries(vendor: str) -> _Queries:
-    return _Queries()
+@functools.lru_cache(maxsize=256)
+def _heads_sql(vendor: str, count: int) -> str:
+    """Params: the pending status, `count` endpoint ids, CHUNK, True (active)."""
+    d, w = sql.columns(WebhookDelivery), sql.columns(Webhook)
+    numbered = (
+        f"SELECT {', '.join(d.values())}, ROW_NUMBER() OVER"  # noqa: S608  (names, not values)
+        f" (PARTITION BY {d['webhook']} ORDER BY {d['occurred_at']}, {d['id']})"
+        f" AS place FROM {sql.table(WebhookDelivery)}"
+        f" WHERE {d['status']} = %s AND {d['webhook']} IN ({sql.marks(count)})"
+    )
+    columns = [f"head.{name}" for name in d.values()] + [f"hook.{name}" for name in w.values()]
+    return (
+        f"SELECT {', '.join(columns)} FROM ({numbered}) head"  # noqa: S608
+        f" JOIN {sql.table(Webhook)} hook ON hook.{w['id']} = head.{d['webhook']}"
+        f" WHERE head.place <= %s AND hook.{w['active']} = %s AND hook.{w['paused_at']} IS NULL"
+        f" ORDER BY head.{d['webhook']}, head.{d['occurred_at']}, head.{d['id']}"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _due_sql(vendor: str, count: int) -> str:
+    """Params: the pending status, True (active), now, `count` endpoint ids."""
+    d, w = sql.columns(WebhookDelivery), sql.columns(Webhook)
+    return (
+        f"SELECT DISTINCT d.{d['webhook']} FROM {sql.table(WebhookDelivery)} d"  # noqa: S608
+        f" JOIN {sql.table(Webhook)} hook ON hook.{w['id']} = d.{d['webhook']}"
+        f" WHERE d.{d['status']} = %s AND hook.{w['active']} = %s"
+        f" AND hook.{w['paused_at']} IS NULL"
+        f" AND (d.{d['next_attempt_at']} IS NULL OR d.{d['next_attempt_at']} <= %s)"
+        f" AND d.{d['webhook']} IN ({sql.marks(count)})"
+    )
 
 
 Sent = tuple[list[tuple[WebhookDelivery, "webhooks.Answer"]], datetime | None]
