@@ -434,20 +434,24 @@ def _due_endpoints():
 
 def _deliver_queues(webhook_ids: set[int]) -> dict[int, float | None]:
     """Up to ROUNDS chunks of each endpoint's queue: every round reads the heads of all
-    the queues in one query, sends them (one thread per endpoint), and records what
-    happened in one commit. A worker that dies mid-round sends that round's events again
-    (at least once; receivers deduplicate on the event id)."""
+    the queues in one query, sends them (one thread per endpoint), and writes what
+    happened into the log in one statement. A worker that dies mid-round sends that
+    round's events again (at least once; receivers deduplicate on the event id)."""
     waits: dict[int, float | None] = dict.fromkeys(webhook_ids)
     going = set(webhook_ids)
     for _ in range(ROUNDS):
         queues = _heads(going)
         if not queues:
             return waits
-        sent = _send_all(queues)
-        with transaction.atomic():
-            _no_wait_for_disk()
-            for webhook_id, (answers, not_before) in sent.items():
-                waits[webhook_id] = _record(queues[webhook_id][0].webhook, answers, not_before)
+        tried, given_up = [], []
+        for webhook_id, (answers, not_before) in _send_all(queues).items():
+            waits[webhook_id], gave_up = _outcome(answers, not_before)
+            tried += [delivery for delivery, _ in answers]
+            if gave_up is not None:
+                given_up.append((queues[webhook_id][0].webhook, gave_up))
+        _log(tried)
+        for webhook, delivery in given_up:
+            _pause(webhook, delivery)
         going = {
             webhook_id
             for webhook_id, queue in queues.items()
@@ -566,9 +570,10 @@ def _send_queue(webhook: Webhook, queue: list[WebhookDelivery], secret: str, opt
     return answers, None
 
 
-def _record(webhook: Webhook, answers, not_before: datetime | None) -> float | None:
-    """Write what a chunk's sending gave into the log (one UPDATE); the seconds to wait
-    before the head is tried again, if it must be."""
+def _outcome(answers, not_before: datetime | None) -> tuple[float | None, WebhookDelivery | None]:
+    """What a chunk's sending gave, set on its deliveries (for the log): the seconds to
+    wait before the head is tried again, if it must be, and the delivery given up, if one
+    was (its endpoint is then paused)."""
     now = timezone.now()
     wait = None if not_before is None else max((not_before - now).total_seconds(), 0.0)
     given_up = None
@@ -589,11 +594,7 @@ def _record(webhook: Webhook, answers, not_before: datetime | None) -> float | N
             delivery.status = WebhookDelivery.Status.FAILED
             delivery.finished_at = now
             given_up = delivery
-    if answers:
-        _log([delivery for delivery, _ in answers])
-    if given_up is not None:
-        _pause(webhook, given_up)
-    return wait
+    return wait, given_up
 
 
 LOGGED = {  # the log's fields a try writes, with their PostgreSQL types
@@ -609,13 +610,20 @@ LOGGED = {  # the log's fields a try writes, with their PostgreSQL types
 
 
 def _log(deliveries: list[WebhookDelivery]) -> None:
-    """Write the tries into the log. On PostgreSQL one UPDATE from one JSON parameter (the
-    workers write hundreds of these a second; bulk_update's CASE per row and field costs
-    more than the deliveries themselves)."""
+    """Write a round's tries, every endpoint's, into the log.
+
+    On PostgreSQL: one UPDATE from one JSON parameter, its own transaction (the workers
+    write hundreds of these a second; bulk_update's CASE per row and field, and a
+    transaction's BEGIN and COMMIT round trips, cost more than the deliveries themselves).
+    Its commit does not wait for the disk (synchronous_commit off, for this statement's
+    transaction only): hundreds of them a second would queue behind each other's WAL
+    flush, and so would the watcher's. A crash of PostgreSQL itself may lose the last
+    fraction of a second of the log: those events are sent again (at least once)."""
+    if not deliveries:
+        return
     if connection.vendor != "postgresql":
         WebhookDelivery.objects.bulk_update(deliveries, list(LOGGED))
         return
-    column = {f.name: f.column for f in WebhookDelivery._meta.concrete_fields}
     rows = [
         {
             "id": delivery.pk,
@@ -627,26 +635,24 @@ def _log(deliveries: list[WebhookDelivery]) -> None:
         }
         for delivery in deliveries
     ]
-    types = ", ".join(f"{name} {kind}" for name, kind in {"id": "bigint", **LOGGED}.items())
-    table = WebhookDelivery._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET "  # noqa: S608  (names, not values)
-            + ", ".join(f"{column[name]} = tried.{name}" for name in LOGGED)
-            + f" FROM jsonb_to_recordset(%s::jsonb) AS tried({types})"
-            f" WHERE {table}.id = tried.id",
-            [json.dumps(rows)],
-        )
+        cursor.execute(_log_sql(), [json.dumps(rows)])
 
 
-def _no_wait_for_disk() -> None:
-    """The delivery log's commits do not wait for the disk (PostgreSQL's synchronous_commit
-    off, for this transaction only): hundreds of them a second would queue behind each
-    other's WAL flush, and so would the watcher's. A crash of PostgreSQL itself may lose
-    the last fraction of a second of the log: those events are sent again (at least once)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+@functools.cache
+def _log_sql() -> str:
+    """PostgreSQL only. Params: the tries as a JSON array of objects (id and LOGGED)."""
+    d = sql.columns(WebhookDelivery)
+    table = sql.table(WebhookDelivery)
+    types = ", ".join(f"{name} {kind}" for name, kind in {"id": "bigint", **LOGGED}.items())
+    assignments = ", ".join(f"{d[name]} = tried.{name}" for name in LOGGED)
+    no_wait = "SELECT set_config('synchronous_commit', 'off', true)"
+    return (
+        f"WITH no_wait AS MATERIALIZED ({no_wait}) UPDATE {table}"  # noqa: S608  (names)
+        f" SET {assignments}"
+        f" FROM jsonb_to_recordset(%s::jsonb) AS tried({types}), no_wait"
+        f" WHERE {table}.{d['id']} = tried.id"
+    )
 
 
 _secrets: dict[str, str] = {}

@@ -9,6 +9,8 @@ import time
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from lots import services, webhooks
@@ -290,6 +292,31 @@ def test_one_run_delivers_several_endpoints_side_by_side_each_in_order(db, acme,
         assert got == ["first", "second"]
     assert [r.event["n"] for r in receiver.received if r.path.endswith("hook1")] == ["first"]
     assert WebhookDelivery.objects.filter(webhook=hooks[1], status="pending").count() == 2
+
+
+def test_a_rounds_log_is_one_statement_that_leaves_the_session_as_it_was(
+    transactional_db, acme, receiver, fast
+):
+    """Every endpoint's tries of a round are written by one UPDATE, a transaction of its
+    own. On PostgreSQL its commit does not wait for the disk, and the connection (kept from
+    task to task) goes on waiting for it in whatever it runs next."""
+    hooks = [make_webhook(acme, f"{receiver.url}{n}")[0] for n in range(3)]
+    for name in ("first", "second"):
+        event_emit(acme.pk, "test", None, lambda name=name: {"n": name})
+    with CaptureQueriesContext(connection) as queries:
+        waits = services.webhooks_deliver([hook.pk for hook in hooks])
+    assert waits == dict.fromkeys((hook.pk for hook in hooks), None)
+    updates = [
+        q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(("UPDATE", "WITH"))
+    ]
+    assert len(updates) == 1, updates
+    assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {("delivered", 1)}
+    assert WebhookDelivery.objects.count() == 6
+    if connection.vendor == "postgresql":
+        assert "set_config('synchronous_commit', 'off', true)" in updates[0]
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
 
 
 def test_beat_queues_the_endpoints_whose_head_is_due_and_no_other(
