@@ -53,10 +53,12 @@ def start_worker_watchers(**kwargs) -> None:
     global _supervisor
     from django.conf import settings
 
+    from .services.webhooks import publish_from_a_child_process
     from .supervisor import Supervisor
 
     hand_the_gil_over_quickly()
     if settings.PARKWEB_WORKER_WATCHERS and _supervisor is None:
+        publish_from_a_child_process()  # webhook runs: not in the watchers' process
         _supervisor = Supervisor().start()
     recover_unfinished_deploys()
 
@@ -75,5 +77,8 @@ def recover_unfinished_deploys() -> None:
 
 
 def stop_worker_watchers(**kwargs) -> None:
+    from .services.webhooks import publisher_stop
+
     if _supervisor is not None:
         _supervisor.stop()
+    publisher_stop()  # after the watchers: what they queued last is published

@@ -17,6 +17,8 @@ import logging
 import os
 import queue
 import secrets
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -274,15 +276,23 @@ class _Publisher(threading.Thread):
         self.queue.put(tuple(webhook_ids))
 
     def run(self) -> None:
+        """Publishes until it is handed None (the process publisher's end of input)."""
         from ..tasks import webhooks_deliver
 
         connection = url = None
         while True:
             # Whatever else is waiting goes with it: one endpoint named by a burst of
             # events needs one run.
-            webhook_ids = dict.fromkeys(self.queue.get())
+            first = self.queue.get()
+            if first is None:
+                return
+            webhook_ids = dict.fromkeys(first)
             while not self.queue.empty() and len(webhook_ids) < PUBLISH_GROUP:
-                webhook_ids.update(dict.fromkeys(self.queue.get_nowait()))
+                more = self.queue.get_nowait()
+                if more is None:
+                    self.queue.put(None)  # after this last group
+                    break
+                webhook_ids.update(dict.fromkeys(more))
             try:
                 fresh = _not_yet_queued(list(webhook_ids))
                 if fresh:
@@ -298,17 +308,114 @@ class _Publisher(threading.Thread):
 PUBLISH_GROUP = 20  # endpoints one delivery run is queued for, at most
 DUE_GROUP = 20  # endpoints per run when beat finds them due: several workers share them
 
+
+class _PublisherProcess:
+    """The publisher in a child process (`python -m lots.webhook_publisher`), fed one line
+    of endpoint ids per event on its standard input. For the watchers' processes: building
+    a Celery message costs about a millisecond of CPU per event, which a thread of theirs
+    would spend holding the interpreter lock that applying events and pushing to the
+    boards wait for. A line it cannot take at once (the child is gone or behind) is
+    published by the thread instead, and a child that died is started again."""
+
+    RESTART_SECONDS = 5.0
+
+    def __init__(self):
+        self.child: subprocess.Popen | None = None
+        self.started = self.warned = -self.RESTART_SECONDS
+
+    def put(self, webhook_ids) -> None:
+        line = ("".join(f"{int(webhook_id)}," for webhook_id in webhook_ids) + "\n").encode()
+        try:
+            os.write(self._stdin(), line)  # a short line: written whole or not at all
+        except OSError as exc:  # gone, or its pipe is full: never wait for it
+            if time.monotonic() - self.warned > self.RESTART_SECONDS:
+                self.warned = time.monotonic()
+                log.warning("webhook publisher process: %s; publishing from a thread", exc)
+            _publisher_thread_get().put(webhook_ids)
+
+    def _stdin(self) -> int:
+        if self.child is None or self.child.poll() is not None:
+            if time.monotonic() - self.started < self.RESTART_SECONDS:
+                raise OSError("publisher process restarting")
+            self.start()
+        return self.child.stdin.fileno()
+
+    def start(self) -> None:
+        """Started ahead of the first event: Django's setup takes it most of a second."""
+        self.started = time.monotonic()
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "lots.webhook_publisher"],
+            stdin=subprocess.PIPE,
+            cwd=settings.BASE_DIR,  # where `lots` is found
+        )
+        os.set_blocking(self.child.stdin.fileno(), False)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Its input closed: it publishes what it holds and exits."""
+        child, self.child = self.child, None
+        if child is not None:
+            child.stdin.close()
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
 _publisher_thread: _Publisher | None = None
+_publisher_process: _PublisherProcess | None = None
 _publisher_lock = threading.Lock()
 
 
-def _publisher() -> _Publisher:
+def publish_from_a_child_process() -> None:
+    """From now on this process's events are published by a child process (the workers
+    that run watchers call this as they start)."""
+    global _publisher_process
+    from ..tasks import webhooks_deliver
+
+    if webhooks_deliver.app.conf.task_always_eager:
+        return  # nothing is published (_enqueue_on_commit)
+    with _publisher_lock:
+        if _publisher_process is None:
+            _publisher_process = _PublisherProcess()
+            _publisher_process.start()
+
+
+def publisher_stop() -> None:
+    global _publisher_process
+    with _publisher_lock:
+        found, _publisher_process = _publisher_process, None
+    if found is not None:
+        found.stop()
+
+
+def _publisher() -> _Publisher | _PublisherProcess:
+    return _publisher_process or _publisher_thread_get()
+
+
+def _publisher_thread_get() -> _Publisher:
     global _publisher_thread
     with _publisher_lock:
         if _publisher_thread is None or not _publisher_thread.is_alive():
             _publisher_thread = _Publisher()
             _publisher_thread.start()
     return _publisher_thread
+
+
+def publish_stdin_lines(stream) -> None:
+    """The child process's work: each line of endpoint ids is published, in order, until
+    the end of input (see _PublisherProcess)."""
+    publisher = _Publisher()
+
+    def read() -> None:
+        for line in stream:
+            ids = tuple(int(part) for part in line.split(b",") if part.strip())
+            if ids:
+                publisher.put(ids)
+        publisher.queue.put(None)
+
+    threading.Thread(target=read, name="parkweb-webhook-publisher-input", daemon=True).start()
+    publisher.run()
 
 
 QUEUED_KEY = "parkweb:webhook:queued:{}"

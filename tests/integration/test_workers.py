@@ -53,3 +53,50 @@ def test_an_idle_worker_runs_every_thread_under_sched_idle(transactional_db):
             os.sched_getscheduler(int(thread)) for thread in os.listdir(f"/proc/{worker.pid}/task")
         }
     assert policies == {os.SCHED_IDLE}
+
+
+def test_the_watchers_publish_from_a_child_process_and_lose_no_run_when_it_dies(
+    transactional_db, monkeypatch
+):
+    """A worker that runs watchers hands each event's endpoints to a child process, which
+    queues the delivery run at a lower CPU priority (not the watchers' interpreter lock).
+    A dead child costs no run: the thread publishes meanwhile, and a new child starts."""
+    import os
+    import time
+
+    from lots.services import webhooks as hooks
+
+    from .workers import isolated_redis_url
+
+    monkeypatch.setenv("REDIS_URL", isolated_redis_url())  # the child's broker: the test's
+    with celery_workers() as start_worker:
+        worker = start_worker()
+        publisher = hooks._PublisherProcess()
+        publisher.start()
+        try:
+            child = publisher.child
+            wait_for(
+                lambda: os.getpriority(os.PRIO_PROCESS, child.pid) == os.nice(0) + 5,
+                what="the child's lower priority",
+            )
+
+            def ran(webhook_id: int) -> bool:  # the worker's log: the run's result
+                return f"{{{webhook_id}: 'idle'}}" in worker.log_path.read_text()
+
+            publisher.put([9101])
+            wait_for(lambda: ran(9101), what="the run the child queued")
+
+            child.kill()
+            child.wait()
+            publisher.started = time.monotonic()  # as if it had just been restarted
+            publisher.put([9102])  # not taken by a child: published by the thread
+            wait_for(lambda: ran(9102), what="the run the thread queued")
+
+            publisher.started = -publisher.RESTART_SECONDS  # may start one again
+            publisher.put([9103])
+            assert publisher.child.pid != child.pid and publisher.child.poll() is None
+            wait_for(lambda: ran(9103), what="the run the new child queued")
+            last = publisher.child
+        finally:
+            publisher.stop()
+    assert last.returncode == 0  # its input closed, it stopped by itself
