@@ -6,13 +6,20 @@ class LotsConfig(AppConfig):
     verbose_name = "Parking"
 
     def ready(self) -> None:
-        from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
+        from celery.signals import (
+            task_postrun,
+            task_prerun,
+            worker_init,
+            worker_ready,
+            worker_shutdown,
+        )
 
         import parkweb.checks  # noqa: F401  (registers the production checks)
 
         from .live_access import connect_signals
 
         connect_signals()
+        worker_init.connect(idle_worker_yields_as_a_group, weak=False)
         worker_ready.connect(start_worker_watchers, weak=False)
         worker_shutdown.connect(stop_worker_watchers, weak=False)
         task_prerun.connect(database_connections_kept, weak=False)
@@ -35,6 +42,16 @@ def hand_the_gil_over_quickly(**kwargs) -> None:
     import sys
 
     sys.setswitchinterval(SWITCH_INTERVAL)
+
+
+def idle_worker_yields_as_a_group(**kwargs) -> None:
+    """A worker started under the idle policy (the webhook deliveries') lowers its
+    scheduling group's weight too, without which the policy does not reach past its own
+    session (parkweb.cpu)."""
+    from parkweb import cpu
+
+    if cpu.yields():
+        cpu.group_yield()
 
 
 def database_connections_kept(sender=None, **kwargs) -> None:

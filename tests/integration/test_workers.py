@@ -3,6 +3,8 @@
 which slowed every other query on the machine under webhook load); one started as
 parkweb-webhooks.service starts it yields the CPU."""
 
+from pathlib import Path
+
 import pytest
 from django.db import connection
 
@@ -41,26 +43,37 @@ def test_a_worker_reuses_its_database_connection_between_tasks(transactional_db)
     assert opened <= 2, f"{opened} connections opened for {TASKS} tasks"
 
 
-def test_an_idle_worker_runs_every_thread_under_sched_idle(transactional_db):
-    """What parkweb-webhooks.service's CPUSchedulingPolicy=idle does, and what the webhook
-    benchmark runs its delivery workers with: only CPU time nothing else wants."""
+def test_an_idle_worker_runs_every_thread_under_sched_idle_and_its_group_yields(
+    transactional_db,
+):
+    """What parkweb-webhooks.service's CPUSchedulingPolicy=idle and CPUWeight=idle do, and
+    what the webhook benchmark runs its delivery workers with: only CPU time nothing else
+    wants. The policy ranks a task only within its scheduling group, so the worker (in a
+    session of its own) gives its autogroup the lowest weight too; a worker under the
+    normal policy leaves its group as it was."""
     import os
 
     with celery_workers() as start_worker:
-        worker = start_worker(priority="idle")
-        wait_for(lambda: "ready" in worker.log_path.read_text(), what="the worker")
+        worker = start_worker("idle", priority="idle")
+        normal = start_worker("normal")
+        for started in (worker, normal):
+            wait_for(lambda w=started: "ready" in w.log_path.read_text(), what="the worker")
         policies = {
             os.sched_getscheduler(int(thread)) for thread in os.listdir(f"/proc/{worker.pid}/task")
         }
+        groups = {w: Path(f"/proc/{w.pid}/autogroup").read_text() for w in (worker, normal)}
     assert policies == {os.SCHED_IDLE}
+    assert groups[worker].endswith(" nice 19\n") and groups[normal].endswith(" nice 0\n")
 
 
 def test_the_watchers_publish_from_a_child_process_and_lose_no_run_when_it_dies(
     transactional_db, monkeypatch
 ):
     """A worker that runs watchers hands each event's endpoints to a child process, which
-    queues the delivery run at a lower CPU priority (not the watchers' interpreter lock).
+    queues the delivery run under the idle CPU policy (not the watchers' interpreter lock),
+    its pipe small enough that a child starved of CPU is noticed within seconds.
     A dead child costs no run: the thread publishes meanwhile, and a new child starts."""
+    import fcntl
     import os
     import time
 
@@ -76,9 +89,15 @@ def test_the_watchers_publish_from_a_child_process_and_lose_no_run_when_it_dies(
         try:
             child = publisher.child
             wait_for(
-                lambda: os.getpriority(os.PRIO_PROCESS, child.pid) == os.nice(0) + 5,
-                what="the child's lower priority",
+                lambda: os.sched_getscheduler(child.pid) == os.SCHED_IDLE,
+                what="the child's idle CPU policy",
             )
+            assert os.getsid(child.pid) == child.pid != os.getsid(0)  # its own group's
+            wait_for(
+                lambda: Path(f"/proc/{child.pid}/autogroup").read_text().endswith(" nice 19\n"),
+                what="the child's group's lowest weight",
+            )
+            assert fcntl.fcntl(child.stdin.fileno(), fcntl.F_GETPIPE_SZ) == 4096
 
             def ran(webhook_id: int) -> bool:  # the worker's log: the run's result
                 return f"{{{webhook_id}: 'idle'}}" in worker.log_path.read_text()

@@ -402,3 +402,30 @@ def test_a_run_reads_the_same_heads_and_due_endpoints_as_the_orm_would(db, acme,
         == {long.pk, mixed.pk}
         == set(services.webhooks._due_endpoints().filter(webhook_id__in=everyone))
     )
+
+
+def test_an_endpoint_gets_one_queued_run_until_a_run_starts_for_it():
+    """The markers in the broker's Redis: a burst of events queues one run per endpoint,
+    in the order named, and a run that starts lets the next event queue another."""
+    from lots.services.webhooks import (
+        QUEUED_KEY,
+        _not_yet_queued,
+        _redis,
+        delivery_runs_started,
+    )
+
+    client = _redis()
+    assert client is not None, "the tests run with a Redis broker"
+    ids = [990_003, 990_001, 990_002]
+    client.delete(*(QUEUED_KEY.format(i) for i in ids))
+    try:
+        assert _not_yet_queued(ids) == ids
+        assert _not_yet_queued(ids) == []
+        delivery_runs_started([990_001])
+        assert _not_yet_queued([*ids, 990_004]) == [990_001, 990_004]
+        assert 0 < client.ttl(QUEUED_KEY.format(990_004)) <= 60
+        client.script_flush()  # Redis restarted: the script is sent again
+        delivery_runs_started(ids)
+        assert _not_yet_queued(ids) == ids
+    finally:
+        client.delete(*(QUEUED_KEY.format(i) for i in [*ids, 990_004]))

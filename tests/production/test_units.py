@@ -23,6 +23,8 @@ def test_the_delivery_workers_serve_the_queue_deliveries_go_to_and_yield_the_cpu
     assert args[0].endswith("/celery") and args[args.index("-Q") + 1] == "webhooks"
     assert production_env()["PARKWEB_WEBHOOK_QUEUE"] == "webhooks"
     assert webhooks["CPUSchedulingPolicy"] == "idle"
+    # The policy ranks the unit's tasks only among themselves: its cgroup yields too.
+    assert webhooks["CPUWeight"] == "idle"
     assert webhooks["EnvironmentFile"] == unit("parkweb-worker.service")["EnvironmentFile"]
     # The watchers' workers serve the default queue only: a slow receiver never holds a
     # deploy back.
