@@ -31,6 +31,9 @@ def test_secret_unreadable_after_key_change(db, settings):
         ("config_dir", "etc/asterisk"),
         ("config_dir", "/etc/../root"),
         ("ami_host", "pbx one"),
+        ("ami_host", ("a" * 62 + ".") * 4 + "a" * 2),  # 254 characters, each label good
+        ("ami_host", "a" * 64),
+        ("ami_host", "-pbx"),
         ("name", "PBX 1"),
         ("ami_port", 70000),
     ],
@@ -39,6 +42,12 @@ def test_bad_server_settings_are_refused(db, field, value):
     with pytest.raises(Invalid) as caught:
         make_server(**{"name": "pbx1", field: value})
     assert field in caught.value.errors
+
+
+def test_a_host_name_of_253_characters_is_taken(db):
+    host = ("a" * 62 + ".") * 4 + "a"  # four labels of 62 and one of 1: 253 characters
+    assert len(host) == 253
+    assert make_server(name="pbx1", ami_host=host).ami_host == host
 
 
 def test_reserved_contexts_must_be_context_names(db):
