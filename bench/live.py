@@ -2,7 +2,8 @@
 then a thundering herd of boards after a web restart.
 
     .venv/bin/python bench/live.py [--clients 200] [--tenants 20] [--rate 50] [--seconds 20]
-        [--herd 1000] [--herd-tenants 50] [--handshake-timeout S] [--smoke]
+        [--herd 1000] [--herd-tenants 50] [--handshake-timeout S]
+        [--idle-load N] [--idle-load-groups yield|keep] [--smoke]
 
 The production shape on one machine: daphne serving the websockets, one Celery worker
 running the AMI watcher, Redis as broker and channel layer, PostgreSQL (else SQLite).
@@ -22,6 +23,11 @@ handshake the application has not answered within its --websocket_connect_timeou
 Procfile's 60 s, unless `--handshake-timeout` says otherwise), and the clients left
 without a snapshot.
 
+`--idle-load N` runs N busy loops during the events, under the idle CPU policy, each in a
+session of its own, as the webhook deliveries run: with `--idle-load-groups yield` (the
+default) their scheduling groups get the lowest weight too, as parkweb's idle workers
+give theirs; with `keep`, the policy alone (parkweb/cpu.py says why that is not enough).
+
 Every wait is bounded; a wrong count (a lost or duplicate frame or snapshot, a failed
 handshake or client) makes it exit non-zero. `--smoke`: a few seconds of events and a herd
 of 100 over 10 tenants.
@@ -34,6 +40,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -68,6 +75,20 @@ def arguments() -> argparse.Namespace:
         "--handshake-timeout",
         type=int,
         help="daphne's --websocket_connect_timeout (default: the Procfile's)",
+    )
+    parser.add_argument(
+        "--idle-load",
+        type=int,
+        default=0,
+        help="busy loops under the idle CPU policy during the events, each in a session of "
+        "its own (work that should only take CPU time nothing else wants)",
+    )
+    parser.add_argument(
+        "--idle-load-groups",
+        choices=["yield", "keep"],
+        default="yield",
+        help="whether the busy loops' scheduling groups yield too (parkweb.cpu), or keep "
+        "their weight (the idle policy alone)",
     )
     parser.add_argument("--smoke", action="store_true", help="small counts, a few seconds")
     args = parser.parse_args()
@@ -293,6 +314,28 @@ async def run_load(box, sessions, clients, rate, seconds):
     }
 
 
+# A busy loop under the idle policy, in a session of its own, its group yielding or not;
+# it ends by itself after argv[2] seconds should nobody stop it.
+BURNER = """
+import os, sys, time
+from parkweb import cpu
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+if sys.argv[1] == "yield":
+    assert cpu.group_yield()
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    pass
+"""
+
+
+def idle_load(groups: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", BURNER, groups, str(ARGS.seconds + 120)],
+        cwd=ROOT,
+        start_new_session=True,
+    )
+
+
 def main() -> None:
     (ROOT / "artifacts").mkdir(exist_ok=True)
     redis.Redis.from_url(PLACE.redis_url).flushdb()
@@ -313,7 +356,12 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("the watcher did not connect")
             time.sleep(0.2)
-        result = asyncio.run(run_load(box, sessions, ARGS.clients, ARGS.rate, ARGS.seconds))
+        burners = [idle_load(ARGS.idle_load_groups) for _ in range(ARGS.idle_load)]
+        try:
+            result = asyncio.run(run_load(box, sessions, ARGS.clients, ARGS.rate, ARGS.seconds))
+        finally:
+            for burner in burners:
+                stop(burner)
         current, peak = rss_mb(worker.pid)
         stop(web)  # a web restart: then every board comes back at once
         web = start_daphne(PORT, env, f"{PLACE.name}-web-restarted", *daphne)
@@ -335,6 +383,11 @@ def main() -> None:
     )
     if result["failed"]:
         print("client failures:", dict(result["failed"]))
+    if ARGS.idle_load:
+        print(
+            f"meanwhile {ARGS.idle_load} busy loop(s) under the idle policy, their groups' "
+            f"weight: {'lowest' if ARGS.idle_load_groups == 'yield' else 'kept'}"
+        )
     print(
         "| frames | p50 ms | p95 ms | p99 ms | max ms | mean ms | lost | duplicate | "
         "watcher RSS MB (peak) |"
