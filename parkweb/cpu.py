@@ -4,11 +4,12 @@ publisher): the boards and the watchers come first.
 Linux's idle scheduling policy (SCHED_IDLE) ranks a task only against the other tasks of
 its scheduling group. With autogroups (on in most distributions' kernels: one group per
 session), a process alone in its session is a group of its own, and that group weighs as
-much as the web server's or the watchers' group, whatever its tasks' policy: measured on a
-2-core host, two idle-policy busy loops in sessions of their own doubled the boards' p50
-(bench/live.py, 23 to 43 ms); with their groups' weight lowered too, 24 ms. Under systemd
-with the cpu controller the group is the unit's cgroup instead: `CPUWeight=idle` in
-deploy/systemd/parkweb-webhooks.service does it there."""
+much as the web server's or the watchers' group, whatever its tasks' policy. On a 2-core
+host, two idle-policy busy loops in sessions of their own took the boards' p50 from 20 to
+106 ms, and only to 29 ms with their groups' weight lowered too (bench/live.py --idle-load
+2, --idle-load-groups keep, then yield). Under systemd with the cpu controller the group is
+the unit's cgroup instead: `CPUWeight=idle` in deploy/systemd/parkweb-webhooks.service does
+it there."""
 
 import os
 
