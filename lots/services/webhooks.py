@@ -466,14 +466,14 @@ def delivery_run_scheduled(webhook_id: int, seconds: float) -> None:
 
 
 _clients: dict[str, object] = {}
-_mark_scripts: dict[int, object] = {}
+_mark_scripts: dict[object, object] = {}  # by client (kept as long as the clients)
 
 
 def _mark_script(client):
     """MARK_SCRIPT for this client (sent by its digest; loaded again should Redis lose it)."""
-    if id(client) not in _mark_scripts:
-        _mark_scripts[id(client)] = client.register_script(MARK_SCRIPT)
-    return _mark_scripts[id(client)]
+    if client not in _mark_scripts:
+        _mark_scripts[client] = client.register_script(MARK_SCRIPT)
+    return _mark_scripts[client]
 
 
 def _redis():
