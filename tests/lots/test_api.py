@@ -297,6 +297,25 @@ def test_server_secret_is_write_only(world):
     assert "very-secret" not in client.get(f"/api/v1/servers/{made.json()['id']}/").content.decode()
 
 
+def test_a_servers_host_name_is_held_to_253_characters_through_the_api(world):
+    client = world.client("staff")
+    body = {
+        "ami_port": 5038,
+        "ami_username": "pw",
+        "ami_secret": "very-secret",
+        "config_dir": "/etc/asterisk",
+    }
+    longest = ("a" * 62 + ".") * 4 + "a"  # 253 characters
+    made = client.post(
+        "/api/v1/servers/", {**body, "name": "pbx3", "ami_host": longest}, format="json"
+    )
+    assert made.status_code == 201, made.json()
+    refused = client.post(
+        "/api/v1/servers/", {**body, "name": "pbx4", "ami_host": longest + "a"}, format="json"
+    )
+    assert refused.status_code == 400 and "ami_host" in refused.json(), refused.json()
+
+
 def test_deployment_as_a_tenant_sees_it_without_other_tenants_config(world):
     world.deployment.set_aside = [
         {"lot": "tenant-a_main", "tenant": "tenant-a", "reason": "A's own"},
