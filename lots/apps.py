@@ -10,6 +10,8 @@ class LotsConfig(AppConfig):
             task_postrun,
             task_prerun,
             worker_init,
+            worker_process_init,
+            worker_process_shutdown,
             worker_ready,
             worker_shutdown,
         )
@@ -22,6 +24,8 @@ class LotsConfig(AppConfig):
         worker_init.connect(idle_worker_yields_as_a_group, weak=False)
         worker_ready.connect(start_worker_watchers, weak=False)
         worker_shutdown.connect(stop_worker_watchers, weak=False)
+        worker_process_init.connect(start_delivery_loop_in_pool_child, weak=False)
+        worker_process_shutdown.connect(stop_delivery_loop, weak=False)
         task_prerun.connect(database_connections_kept, weak=False)
         task_postrun.connect(database_connections_kept, weak=False)
 
@@ -70,14 +74,54 @@ def start_worker_watchers(**kwargs) -> None:
     global _supervisor
     from django.conf import settings
 
-    from .services.webhooks import publish_from_a_child_process
     from .supervisor import Supervisor
 
     hand_the_gil_over_quickly()
     if settings.PARKWEB_WORKER_WATCHERS and _supervisor is None:
-        publish_from_a_child_process()  # webhook runs: not in the watchers' process
         _supervisor = Supervisor().start()
+    consumer = kwargs.get("sender")
+    if not _prefork(consumer) and serves_deliveries(getattr(consumer, "app", None)):
+        _delivery_loop_start()  # solo or thread pool: beside its tasks, in this process
     recover_unfinished_deploys()
+
+
+def _prefork(consumer) -> bool:
+    from celery.concurrency.prefork import TaskPool
+
+    return isinstance(getattr(consumer, "pool", None), TaskPool)
+
+
+def start_delivery_loop_in_pool_child(**kwargs) -> None:
+    """Each prefork pool child of a worker that serves the deliveries runs a delivery
+    loop: never the worker's main process, where the watchers run."""
+    from parkweb.celery import app
+
+    if serves_deliveries(app):
+        _delivery_loop_start()
+
+
+def _delivery_loop_start() -> None:
+    from .services.webhooks import delivery_loop_start
+    from .tasks import deliver_run
+
+    delivery_loop_start(deliver_run)
+
+
+def stop_delivery_loop(**kwargs) -> None:
+    from .services.webhooks import delivery_loop_stop
+
+    delivery_loop_stop()
+
+
+def serves_deliveries(app) -> bool:
+    """Whether this worker consumes the deliveries' queue (PARKWEB_WEBHOOK_QUEUE, or the
+    default queue when that is empty): such a worker runs delivery loops (DeliveryLoop)."""
+    from django.conf import settings
+
+    if app is None or app.conf.task_always_eager:
+        return False
+    queue = settings.PARKWEB_WEBHOOK_QUEUE or app.conf.task_default_queue
+    return queue in app.amqp.queues.consume_from
 
 
 def recover_unfinished_deploys() -> None:
@@ -94,8 +138,9 @@ def recover_unfinished_deploys() -> None:
 
 
 def stop_worker_watchers(**kwargs) -> None:
-    from .services.webhooks import publisher_stop
+    from .services.webhooks import delivery_loop_stop, wakes_drained
 
     if _supervisor is not None:
         _supervisor.stop()
-    publisher_stop()  # after the watchers: what they queued last is published
+    wakes_drained()  # after the watchers: what they queued last is handed over
+    delivery_loop_stop()

@@ -49,29 +49,37 @@ def hints_sync(server_id: int) -> dict:
 
 @shared_task(bind=True)
 def webhook_deliver(self, webhook_id: int) -> str:
-    """Deliver an endpoint's queued events in order; come back when the head's retry is
-    due (lots.services.webhooks)."""
-    return _deliver([webhook_id], eager=self.request.is_eager)[webhook_id]
+    """An endpoint's retry: deliver its queue in order once its failed head is due."""
+    services.retry_runs_started([webhook_id])
+    return deliver_run([webhook_id], eager=self.request.is_eager)[webhook_id]
 
 
 @shared_task(bind=True)
 def webhooks_deliver(self, webhook_ids: list[int]) -> dict[int, str]:
-    """The endpoints an event is for, side by side (one message per event)."""
-    return _deliver(webhook_ids, eager=self.request.is_eager)
+    """Endpoints side by side: those beat found due, or every event's without a Redis
+    broker (with one, the workers' delivery loops take them: DeliveryLoop)."""
+    services.retry_runs_started(webhook_ids)
+    return deliver_run(webhook_ids, eager=self.request.is_eager)
 
 
-def _deliver(webhook_ids: list[int], *, eager: bool) -> dict[int, str]:
-    services.delivery_runs_started(webhook_ids)
-    done = {}
+def deliver_run(webhook_ids: list[int], *, eager: bool = False) -> dict[int, str]:
+    """Deliver these endpoints' queues; an endpoint whose head failed gets one retry run
+    scheduled for when it is due, and one with more to send is woken again at once."""
+    done, more = {}, []
     for webhook_id, wait in services.webhooks_deliver(webhook_ids).items():
         if wait is None:
             done[webhook_id] = "idle"
         elif eager:
             done[webhook_id] = "waiting"  # embedded mode: its supervisor delivers what is due
+        elif wait == 0:
+            more.append(webhook_id)
+            done[webhook_id] = "more"
         else:
-            services.delivery_run_scheduled(webhook_id, wait)
-            webhook_deliver.apply_async((webhook_id,), countdown=max(wait, 0.05))
+            if services.retry_scheduled(webhook_id, wait):
+                webhook_deliver.apply_async((webhook_id,), countdown=wait)
             done[webhook_id] = f"again in {wait:.2f} s"
+    if more:
+        services.webhooks_wake(more)
     return done
 
 

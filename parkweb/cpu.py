@@ -1,5 +1,5 @@
-"""Yielding the CPU, for processes whose work may wait (webhook deliveries and their
-publisher): the boards and the watchers come first.
+"""Yielding the CPU, for processes whose work may wait (webhook deliveries): the boards
+and the watchers come first.
 
 Linux's idle scheduling policy (SCHED_IDLE) ranks a task only against the other tasks of
 its scheduling group. With autogroups (on in most distributions' kernels: one group per

@@ -53,8 +53,8 @@ from .parking import (
 from .phones import member_alert_mail_set, member_extension_set, phones_save
 from .webhooks import (
     call_event_emit,
-    delivery_run_scheduled,
-    delivery_runs_started,
+    retry_runs_started,
+    retry_scheduled,
     webhook_create,
     webhook_delete,
     webhook_deliver,
@@ -62,6 +62,7 @@ from .webhooks import (
     webhook_test,
     webhook_update,
     webhooks_deliver,
+    webhooks_wake,
 )
 
 __all__ = [
@@ -74,8 +75,6 @@ __all__ = [
     "config_store",
     "context_create",
     "context_save",
-    "delivery_run_scheduled",
-    "delivery_runs_started",
     "deployment_delay",
     "deployment_pending",
     "deployment_request",
@@ -104,6 +103,8 @@ __all__ = [
     "reminders_send",
     "retrieve_ringing_cancel",
     "retry_delay",
+    "retry_runs_started",
+    "retry_scheduled",
     "server_events_count",
     "server_health_update",
     "server_reconcile",
@@ -120,4 +121,5 @@ __all__ = [
     "webhook_test",
     "webhook_update",
     "webhooks_deliver",
+    "webhooks_wake",
 ]

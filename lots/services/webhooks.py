@@ -11,15 +11,12 @@ paused and its tenant's admins are mailed; saving it as active again resumes it.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import logging
 import os
 import queue
 import secrets
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -249,9 +246,9 @@ def _queue_for(webhook_ids: list[int], event: dict, occurred_at: datetime) -> No
 
 
 def _enqueue_on_commit(*webhook_ids: int) -> None:
-    """Once the transaction commits, queue one task that runs the deliveries of every
-    endpoint that has no run queued already: an event costs the watcher one message to
-    the broker whatever the number of endpoints, and a burst for one endpoint one run."""
+    """Once the transaction commits, wake the delivery loops for these endpoints: the
+    process's waker thread pushes the ids to one Redis list, and a loop in a delivery
+    worker takes them (DeliveryLoop). The watcher hands them over and goes on at once."""
     from ..tasks import webhooks_deliver  # tasks call services: imported here
 
     if webhooks_deliver.app.conf.task_always_eager:
@@ -259,226 +256,192 @@ def _enqueue_on_commit(*webhook_ids: int) -> None:
         # path. Its supervisor delivers what is due every few seconds instead.
         return
 
-    transaction.on_commit(lambda: _publisher().put(webhook_ids))
+    transaction.on_commit(lambda: _waker().put(webhook_ids))
 
 
-class _Publisher(threading.Thread):
-    """Queues delivery runs from a thread of its own, in the order events committed: the
-    watcher hands an event's endpoints over and goes on to the next event at once (a
-    broker round trip per event would be its slowest step). It publishes on a broker
-    connection of its own, not the worker's shared pool, which the worker itself uses
-    from its main thread."""
+# The Redis list (the Celery broker's Redis) of endpoints with new events: one entry per
+# event, its endpoint ids joined by commas. Lost entries cost no event: the rows are in
+# the database, and beat's due-check (webhook_deliveries_due) queues what is left.
+WAKE_KEY = "parkweb:webhook:wake"
+WAKE_BATCH = 100  # entries a waker pushes, or a loop takes, at once
+
+
+class _Waker(threading.Thread):
+    """Pushes the endpoints of committed events to WAKE_KEY from a thread of its own, in
+    commit order, whatever is waiting in one RPUSH. Without a Redis broker it queues a
+    webhooks_deliver task per batch instead."""
 
     def __init__(self):
-        super().__init__(name="parkweb-webhook-publisher", daemon=True)
+        super().__init__(name="parkweb-webhook-waker", daemon=True)
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.counts = threading.Condition()
+        self.handed = self.done = 0  # entries put, and pushed or given up
 
     def put(self, webhook_ids) -> None:
+        with self.counts:
+            self.handed += 1
         self.queue.put(tuple(webhook_ids))
 
     def run(self) -> None:
-        """Publishes until it is handed None (the process publisher's end of input)."""
-        from ..tasks import webhooks_deliver
-
-        connection = url = None
         while True:
-            # Whatever else is waiting goes with it: one endpoint named by a burst of
-            # events needs one run.
-            first = self.queue.get()
-            if first is None:
-                return
-            webhook_ids = dict.fromkeys(first)
-            while not self.queue.empty() and len(webhook_ids) < PUBLISH_GROUP:
-                more = self.queue.get_nowait()
-                if more is None:
-                    self.queue.put(None)  # after this last group
-                    break
-                webhook_ids.update(dict.fromkeys(more))
+            batch = [self.queue.get()]
+            while len(batch) < WAKE_BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
             try:
-                fresh = _not_yet_queued(list(webhook_ids))
-                if fresh:
-                    if connection is None or url != webhooks_deliver.app.conf.broker_url:
-                        url = webhooks_deliver.app.conf.broker_url
-                        connection = webhooks_deliver.app.connection_for_write()
-                    webhooks_deliver.apply_async((fresh,), connection=connection)
+                _wake(batch)
             except Exception:  # beat's due-check delivers them; events are never lost
-                connection = None
-                log.exception("webhooks %s: delivery not queued", webhook_ids)
+                log.exception("webhooks %s: delivery loops not woken", batch[:5])
+            with self.counts:
+                self.done += len(batch)
+                self.counts.notify_all()
+
+    def drained(self, timeout: float) -> bool:
+        with self.counts:
+            return self.counts.wait_for(lambda: self.done >= self.handed, timeout)
 
 
-PUBLISH_GROUP = 20  # endpoints one delivery run is queued for, at most
-DUE_GROUP = 20  # endpoints per run when beat finds them due: several workers share them
-
-
-class _PublisherProcess:
-    """The publisher in a child process (`python -m lots.webhook_publisher`, under the idle
-    CPU policy), fed one line of endpoint ids per event on its standard input. For the
-    watchers' processes: building a Celery message costs about a millisecond of CPU per
-    event, which a thread of theirs would spend holding the interpreter lock that applying
-    events and pushing to the boards wait for. A line it cannot take at once (the child is
-    gone, or its pipe is full: a host so busy that it got no CPU for a few seconds) is
-    published by the thread instead, and a child that died is started again."""
-
-    RESTART_SECONDS = 5.0
-    PIPE_BYTES = 4096  # about 150 events' lines: what the child may fall behind by
-
-    def __init__(self):
-        self.child: subprocess.Popen | None = None
-        self.started = self.warned = -self.RESTART_SECONDS
-
-    def put(self, webhook_ids) -> None:
-        line = ("".join(f"{int(webhook_id)}," for webhook_id in webhook_ids) + "\n").encode()
-        try:
-            os.write(self._stdin(), line)  # a short line: written whole or not at all
-        except OSError as exc:  # gone, or its pipe is full: never wait for it
-            if time.monotonic() - self.warned > self.RESTART_SECONDS:
-                self.warned = time.monotonic()
-                log.warning("webhook publisher process: %s; publishing from a thread", exc)
-            _publisher_thread_get().put(webhook_ids)
-
-    def _stdin(self) -> int:
-        if self.child is None or self.child.poll() is not None:
-            if time.monotonic() - self.started < self.RESTART_SECONDS:
-                raise OSError("publisher process restarting")
-            self.start()
-        return self.child.stdin.fileno()
-
-    def start(self) -> None:
-        """Started ahead of the first event: Django's setup takes it most of a second."""
-        self.started = time.monotonic()
-        self.child = subprocess.Popen(
-            [sys.executable, "-m", "lots.webhook_publisher"],
-            stdin=subprocess.PIPE,
-            cwd=settings.BASE_DIR,  # where `lots` is found
-            start_new_session=True,  # its scheduling group is its own (parkweb.cpu)
-        )
-        os.set_blocking(self.child.stdin.fileno(), False)
-        fcntl.fcntl(self.child.stdin.fileno(), fcntl.F_SETPIPE_SZ, self.PIPE_BYTES)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Its input closed: it publishes what it holds and exits."""
-        child, self.child = self.child, None
-        if child is not None:
-            child.stdin.close()
-            try:
-                child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-
-
-_publisher_thread: _Publisher | None = None
-_publisher_process: _PublisherProcess | None = None
-_publisher_lock = threading.Lock()
-
-
-def publish_from_a_child_process() -> None:
-    """From now on this process's events are published by a child process (the workers
-    that run watchers call this as they start)."""
-    global _publisher_process
+def _wake(batch: list[tuple[int, ...]]) -> None:
+    client = _redis()
+    if client is not None:
+        client.rpush(WAKE_KEY, *(",".join(map(str, ids)) for ids in batch))
+        return
     from ..tasks import webhooks_deliver
 
-    if webhooks_deliver.app.conf.task_always_eager:
-        return  # nothing is published (_enqueue_on_commit)
-    with _publisher_lock:
-        if _publisher_process is None:
-            _publisher_process = _PublisherProcess()
-            _publisher_process.start()
+    ids = list(dict.fromkeys(webhook_id for ids in batch for webhook_id in ids))
+    for start in range(0, len(ids), DUE_GROUP):
+        webhooks_deliver.delay(ids[start : start + DUE_GROUP])
 
 
-def publisher_stop() -> None:
-    global _publisher_process
-    with _publisher_lock:
-        found, _publisher_process = _publisher_process, None
+_waker_thread: _Waker | None = None
+_waker_lock = threading.Lock()
+
+
+def _waker() -> _Waker:
+    global _waker_thread
+    with _waker_lock:
+        if _waker_thread is None or not _waker_thread.is_alive():
+            _waker_thread = _Waker()
+            _waker_thread.start()
+    return _waker_thread
+
+
+def webhooks_wake(webhook_ids) -> None:
+    """Wake a delivery loop for these endpoints now (a run that has more to send)."""
+    _wake([tuple(webhook_ids)])
+
+
+def wakes_drained(timeout: float = 5.0) -> bool:
+    """Wait until this process's waker has pushed what it was handed (a worker stopping,
+    or a test); False if it had not within `timeout` seconds."""
+    thread = _waker_thread
+    return thread is None or thread.drained(timeout)
+
+
+class DeliveryLoop(threading.Thread):
+    """A delivery worker's loop: waits on WAKE_KEY, takes every entry waiting (events that
+    came in while it sent the last batch go out together: one query and one log write for
+    all of them), and delivers those endpoints' queues as a webhooks_deliver task does.
+
+    No broker message per event: a Celery task per event cost a worker about 2 ms of CPU
+    before it sent anything (bench/webhooks.py). Several loops (workers, hosts) share the
+    list; the endpoints' locks keep each endpoint with one of them at a time."""
+
+    WAIT_SECONDS = 1.0  # each BLPOP; also how soon a stop is seen
+
+    def __init__(self, deliver):
+        """`deliver(ids)`: lots.tasks' delivery of a run (it schedules the retries)."""
+        super().__init__(name="parkweb-webhook-deliveries", daemon=True)
+        self.deliver = deliver
+        self.stopping = threading.Event()
+        self.batches = 0  # delivered so far (tests)
+
+    def run(self) -> None:
+        from django.db import close_old_connections
+
+        try:
+            while not self.stopping.is_set():
+                try:
+                    ids = self.take()
+                    if ids:
+                        close_old_connections()
+                        self.deliver(ids)
+                        self.batches += 1
+                except Exception:  # Redis or the database away: try again shortly
+                    log.exception("webhook delivery loop")
+                    self.stopping.wait(self.WAIT_SECONDS)
+        finally:
+            connection.close()
+
+    def take(self) -> list[int]:
+        """The endpoints of every waiting entry, in order, each once ([] after a wait)."""
+        client = _redis()
+        if client is None:
+            self.stopping.wait(self.WAIT_SECONDS)
+            return []
+        first = client.blpop([WAKE_KEY], timeout=self.WAIT_SECONDS)
+        if first is None:
+            return []
+        entries = [first[1], *(client.lpop(WAKE_KEY, WAKE_BATCH - 1) or [])]
+        return list(
+            dict.fromkeys(int(part) for entry in entries for part in entry.split(b",") if part)
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping.set()
+        self.join(timeout)
+
+
+_loop: DeliveryLoop | None = None
+
+
+def delivery_loop_start(deliver) -> DeliveryLoop:
+    """Start this process's delivery loop (a worker that serves the deliveries' queue
+    calls it as it becomes ready)."""
+    global _loop
+    with _waker_lock:
+        if _loop is None or not _loop.is_alive():
+            _loop = DeliveryLoop(deliver)
+            _loop.start()
+    return _loop
+
+
+def delivery_loop_stop() -> None:
+    global _loop
+    with _waker_lock:
+        found, _loop = _loop, None
     if found is not None:
         found.stop()
 
 
-def _publisher() -> _Publisher | _PublisherProcess:
-    return _publisher_process or _publisher_thread_get()
+DUE_GROUP = 20  # endpoints per run when beat finds them due: several workers share them
+RETRY_KEY = "parkweb:webhook:retry:{}"
+RETRY_SLACK = 60  # a retry marker outlives its run by this: a lost run's marker lapses
 
 
-def _publisher_thread_get() -> _Publisher:
-    global _publisher_thread
-    with _publisher_lock:
-        if _publisher_thread is None or not _publisher_thread.is_alive():
-            _publisher_thread = _Publisher()
-            _publisher_thread.start()
-    return _publisher_thread
-
-
-def publish_stdin_lines(stream) -> None:
-    """The child process's work: each line of endpoint ids is published, in order, until
-    the end of input (see _PublisherProcess)."""
-    publisher = _Publisher()
-
-    def read() -> None:
-        for line in stream:
-            ids = tuple(int(part) for part in line.split(b",") if part.strip())
-            if ids:
-                publisher.put(ids)
-        publisher.queue.put(None)
-
-    threading.Thread(target=read, name="parkweb-webhook-publisher-input", daemon=True).start()
-    publisher.run()
-
-
-QUEUED_KEY = "parkweb:webhook:queued:{}"
-QUEUED_SECONDS = 60  # a marker left by a lost task lapses; beat's due-check runs meanwhile
-
-
-# KEYS: markers; ARGV[1]: their lifetime. Returns the places (from 1) of those it set.
-MARK_SCRIPT = """
-local fresh = {}
-for place, key in ipairs(KEYS) do
-  if redis.call('SET', key, 1, 'NX', 'EX', ARGV[1]) then fresh[#fresh + 1] = place end
-end
-return fresh
-"""
-
-
-def _not_yet_queued(webhook_ids) -> list[int]:
-    """The endpoints with no delivery run queued, now marked as queued (one command to
-    Redis for all of them: half the client's CPU of a pipeline). A run unmarks its
-    endpoint as it starts."""
+def retry_scheduled(webhook_id: int, seconds: float) -> bool:
+    """Mark a retry run as scheduled `seconds` ahead: True when none was (the caller then
+    queues it), False when one is (events meanwhile need no other). Without Redis: True."""
     client = _redis()
     if client is None:
-        return list(webhook_ids)
-    webhook_ids = list(webhook_ids)
-    keys = [QUEUED_KEY.format(webhook_id) for webhook_id in webhook_ids]
-    return [
-        webhook_ids[place - 1] for place in _mark_script(client)(keys=keys, args=[QUEUED_SECONDS])
-    ]
+        return True
+    key = RETRY_KEY.format(webhook_id)
+    return bool(client.set(key, 1, nx=True, ex=int(seconds) + RETRY_SLACK))
 
 
-def delivery_runs_started(webhook_ids) -> None:
-    """Called as a delivery run starts: events from now on queue another run."""
+def retry_runs_started(webhook_ids) -> None:
+    """Called as a retry run starts: the next failure schedules another."""
     client = _redis()
     if client is not None and webhook_ids:
-        client.delete(*(QUEUED_KEY.format(webhook_id) for webhook_id in webhook_ids))
-
-
-def delivery_run_scheduled(webhook_id: int, seconds: float) -> None:
-    """A run is scheduled `seconds` ahead (a retry): events meanwhile need no other."""
-    client = _redis()
-    if client is not None:
-        client.set(QUEUED_KEY.format(webhook_id), 1, ex=int(seconds) + QUEUED_SECONDS)
+        client.delete(*(RETRY_KEY.format(webhook_id) for webhook_id in webhook_ids))
 
 
 _clients: dict[str, object] = {}
-_mark_scripts: dict[object, object] = {}  # by client (kept as long as the clients)
-
-
-def _mark_script(client):
-    """MARK_SCRIPT for this client (sent by its digest; loaded again should Redis lose it)."""
-    if client not in _mark_scripts:
-        _mark_scripts[client] = client.register_script(MARK_SCRIPT)
-    return _mark_scripts[client]
 
 
 def _redis():
-    """Redis where the markers live: the Celery broker's, so that every process that
-    queues or runs deliveries sees the same ones (None without a Redis broker)."""
+    """Redis where the wake list and retry markers live: the Celery broker's, so that
+    every process that queues or runs deliveries sees the same ones (None without a
+    Redis broker)."""
     from parkweb.celery import app
 
     url = str(app.conf.broker_url or "")
@@ -487,7 +450,7 @@ def _redis():
     if url not in _clients:
         import redis
 
-        _clients[url] = redis.Redis.from_url(url, socket_timeout=2)
+        _clients[url] = redis.Redis.from_url(url, socket_timeout=5)
     return _clients[url]
 
 
@@ -812,6 +775,18 @@ class _ProcessLocal:
 
 _local: _ProcessLocal | None = None
 _local_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A pool child forked while another thread (the delivery loop) held one of these
+    locks would wait for it forever: the child starts with its own, and without the
+    parent's threads."""
+    global _local_lock, _waker_lock, _waker_thread, _loop
+    _local_lock, _waker_lock = threading.Lock(), threading.Lock()
+    _waker_thread = _loop = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _process_local() -> _ProcessLocal:

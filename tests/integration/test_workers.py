@@ -3,6 +3,7 @@
 which slowed every other query on the machine under webhook load); one started as
 parkweb-webhooks.service starts it yields the CPU."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -66,56 +67,51 @@ def test_an_idle_worker_runs_every_thread_under_sched_idle_and_its_group_yields(
     assert groups[worker].endswith(" nice 19\n") and groups[normal].endswith(" nice 0\n")
 
 
-def test_the_watchers_publish_from_a_child_process_and_lose_no_run_when_it_dies(
-    transactional_db, monkeypatch
+def test_a_delivery_worker_takes_events_from_the_wake_list_without_a_task_per_event(
+    transactional_db, settings, acme
 ):
-    """A worker that runs watchers hands each event's endpoints to a child process, which
-    queues the delivery run under the idle CPU policy (not the watchers' interpreter lock),
-    its pipe small enough that a child starved of CPU is noticed within seconds.
-    A dead child costs no run: the thread publishes meanwhile, and a new child starts."""
-    import fcntl
-    import os
-    import time
+    """A committed event wakes a worker's delivery loop through the Redis list: it is
+    delivered with no Celery message. Events committed while no worker runs wait in the
+    list and in the database, and the next worker to start delivers them, in order."""
+    import redis as redis_lib
+    from django.db import transaction
 
-    from lots.services import webhooks as hooks
+    from lots import services
+    from lots.services.webhooks import WAKE_KEY, event_emit, wakes_drained
+    from parkweb.celery import app
+    from tenants.actors import SYSTEM
+    from tests.receiver import Receiver
 
-    from .workers import isolated_redis_url
+    settings.DEBUG = True
+    receiver = Receiver()
 
-    monkeypatch.setenv("REDIS_URL", isolated_redis_url())  # the child's broker: the test's
-    with celery_workers() as start_worker:
-        worker = start_worker()
-        publisher = hooks._PublisherProcess()
-        publisher.start()
-        try:
-            child = publisher.child
-            wait_for(
-                lambda: os.sched_getscheduler(child.pid) == os.SCHED_IDLE,
-                what="the child's idle CPU policy",
-            )
-            assert os.getsid(child.pid) == child.pid != os.getsid(0)  # its own group's
-            wait_for(
-                lambda: Path(f"/proc/{child.pid}/autogroup").read_text().endswith(" nice 19\n"),
-                what="the child's group's lowest weight",
-            )
-            assert fcntl.fcntl(child.stdin.fileno(), fcntl.F_GETPIPE_SZ) == 4096
+    def emit(n: int) -> None:
+        with transaction.atomic():  # the wake goes out once this commits
+            event_emit(acme.pk, "lot.full", "main", lambda: {"n": n})
 
-            def ran(webhook_id: int) -> bool:  # the worker's log: the run's result
-                return f"{{{webhook_id}: 'idle'}}" in worker.log_path.read_text()
+    try:
+        with celery_workers() as start_worker:
+            worker = start_worker("loop1", DEBUG="1")
+            client = redis_lib.Redis.from_url(app.conf.broker_url)
+            hook, _ = services.webhook_create(acme, actor=SYSTEM, url=receiver.url)
+            emit(1)
+            wait_for(lambda: len(receiver.received) == 1, what="the first event")
+            log = worker.log_path.read_text()
+            assert "Task lots.tasks.webhooks_deliver" not in log  # no task: the loop took it
+            worker.stop()
 
-            publisher.put([9101])
-            wait_for(lambda: ran(9101), what="the run the child queued")
+            for n in (2, 3, 4):  # no worker runs: they wait
+                emit(n)
+            assert wakes_drained()
+            assert client.llen(WAKE_KEY) == 3
+            time.sleep(0.5)
+            assert len(receiver.received) == 1
 
-            child.kill()
-            child.wait()
-            publisher.started = time.monotonic()  # as if it had just been restarted
-            publisher.put([9102])  # not taken by a child: published by the thread
-            wait_for(lambda: ran(9102), what="the run the thread queued")
-
-            publisher.started = -publisher.RESTART_SECONDS  # may start one again
-            publisher.put([9103])
-            assert publisher.child.pid != child.pid and publisher.child.poll() is None
-            wait_for(lambda: ran(9103), what="the run the new child queued")
-            last = publisher.child
-        finally:
-            publisher.stop()
-    assert last.returncode == 0  # its input closed, it stopped by itself
+            # As parkweb-webhooks.service runs it: a prefork pool, whose child runs the loop.
+            start_worker("loop2", pool="prefork", DEBUG="1")
+            wait_for(lambda: len(receiver.received) == 4, what="the waiting events")
+            assert [event["n"] for event in receiver.events()] == [1, 2, 3, 4]
+            assert client.llen(WAKE_KEY) == 0
+            assert hook.deliveries.filter(status="delivered").count() == 4
+    finally:
+        receiver.close()

@@ -36,9 +36,9 @@ def shared_test_database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def worker_argv(name: str, queues: str = "") -> list[str]:
-    """A Celery worker for tests: one process, nothing chatty between workers; `queues`,
-    when given, the queues it serves (`-Q`)."""
+def worker_argv(name: str, queues: str = "", pool: str = "solo") -> list[str]:
+    """A Celery worker for tests: one process (`pool` "prefork": one pool child as well),
+    nothing chatty between workers; `queues`, when given, the queues it serves (`-Q`)."""
     return [
         sys.executable,
         "-m",
@@ -47,7 +47,8 @@ def worker_argv(name: str, queues: str = "") -> list[str]:
         "parkweb",
         "worker",
         "-P",
-        "solo",
+        pool,
+        *(["-c", "1"] if pool == "prefork" else []),
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
@@ -65,12 +66,19 @@ PRIORITIES = {"normal": [], "nice": ["nice", "-n", "10"], "idle": ["chrt", "--id
 
 
 class Worker:
-    def __init__(self, name: str, env: dict[str, str], queues: str = "", priority: str = "normal"):
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        queues: str = "",
+        priority: str = "normal",
+        pool: str = "solo",
+    ):
         """`priority`: one of PRIORITIES."""
         LOGS.mkdir(exist_ok=True)
         self.log_path = LOGS / f"celery-{name}.log"
         self.process = subprocess.Popen(
-            PRIORITIES[priority] + worker_argv(name, queues),
+            PRIORITIES[priority] + worker_argv(name, queues, pool),
             cwd=settings.BASE_DIR,
             env=env,
             stdout=open(self.log_path, "w"),  # noqa: SIM115
@@ -125,8 +133,10 @@ def celery_workers():
     redis.Redis.from_url(redis_url).flushdb()
     workers: list[Worker] = []
 
-    def start(name: str = "w1", priority: str = "normal", **extra_env: str) -> Worker:
-        worker = Worker(name, {**env, **extra_env}, priority=priority)
+    def start(
+        name: str = "w1", priority: str = "normal", pool: str = "solo", **extra_env: str
+    ) -> Worker:
+        worker = Worker(name, {**env, **extra_env}, priority=priority, pool=pool)
         workers.append(worker)
         return worker
 

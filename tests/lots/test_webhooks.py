@@ -404,28 +404,77 @@ def test_a_run_reads_the_same_heads_and_due_endpoints_as_the_orm_would(db, acme,
     )
 
 
-def test_an_endpoint_gets_one_queued_run_until_a_run_starts_for_it():
-    """The markers in the broker's Redis: a burst of events queues one run per endpoint,
-    in the order named, and a run that starts lets the next event queue another."""
-    from lots.services.webhooks import (
-        QUEUED_KEY,
-        _not_yet_queued,
-        _redis,
-        delivery_runs_started,
-    )
+@pytest.fixture
+def wake_list():
+    """The wake list in the tests' Redis, empty before and after."""
+    from lots.services.webhooks import WAKE_KEY, _redis
 
     client = _redis()
     assert client is not None, "the tests run with a Redis broker"
-    ids = [990_003, 990_001, 990_002]
-    client.delete(*(QUEUED_KEY.format(i) for i in ids))
+    client.delete(WAKE_KEY)
+    yield client
+    client.delete(WAKE_KEY)
+
+
+def test_a_loop_takes_every_waiting_entry_at_once_each_endpoint_once_in_order(wake_list):
+    from lots.services.webhooks import WAKE_KEY, DeliveryLoop, _wake
+
+    _wake([(3, 1), (2, 3)])
+    _wake([(4,)])
+    assert wake_list.lrange(WAKE_KEY, 0, -1) == [b"3,1", b"2,3", b"4"]
+    loop = DeliveryLoop(deliver=None)
+    loop.WAIT_SECONDS = 0.1
+    assert loop.take() == [3, 1, 2, 4]
+    assert wake_list.llen(WAKE_KEY) == 0
+    started = time.monotonic()
+    assert loop.take() == []  # nothing waiting: back after its wait
+    assert time.monotonic() - started < 1
+
+
+def test_an_endpoint_gets_one_retry_run_until_it_starts():
+    """A failed head schedules one retry run; events meanwhile schedule no other, and a
+    run that starts lets the next failure schedule one."""
+    from lots.services.webhooks import RETRY_KEY, _redis, retry_runs_started, retry_scheduled
+
+    client = _redis()
+    client.delete(RETRY_KEY.format(990_001))
     try:
-        assert _not_yet_queued(ids) == ids
-        assert _not_yet_queued(ids) == []
-        delivery_runs_started([990_001])
-        assert _not_yet_queued([*ids, 990_004]) == [990_001, 990_004]
-        assert 0 < client.ttl(QUEUED_KEY.format(990_004)) <= 60
-        client.script_flush()  # Redis restarted: the script is sent again
-        delivery_runs_started(ids)
-        assert _not_yet_queued(ids) == ids
+        assert retry_scheduled(990_001, 2.0) is True
+        assert retry_scheduled(990_001, 2.0) is False
+        assert 60 < client.ttl(RETRY_KEY.format(990_001)) <= 62
+        retry_runs_started([990_001])
+        assert retry_scheduled(990_001, 2.0) is True
     finally:
-        client.delete(*(QUEUED_KEY.format(i) for i in [*ids, 990_004]))
+        client.delete(RETRY_KEY.format(990_001))
+
+
+def test_a_delivery_loop_delivers_what_it_is_woken_for_in_order(
+    transactional_db, acme, receiver, fast, wake_list
+):
+    """The loop in its own thread (its own database connection), as in a worker: woken
+    for an endpoint, it delivers the endpoint's queue head first, and goes on waiting."""
+    from lots.services.webhooks import DeliveryLoop, webhooks_wake
+    from lots.tasks import deliver_run
+
+    hook, _ = services.webhook_create(acme, actor=SYSTEM, url=receiver.url)
+    for n in range(3):
+        event_emit(acme.pk, "lot.full", "main", lambda n=n: {"n": n})
+    loop = DeliveryLoop(deliver_run)
+    loop.WAIT_SECONDS = 0.1
+    loop.start()
+    try:
+        webhooks_wake([hook.pk])
+        deadline = time.monotonic() + 10
+        while len(receiver.received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [event["n"] for event in receiver.events()] == [0, 1, 2]
+        event_emit(acme.pk, "lot.full", "main", lambda: {"n": 3})
+        webhooks_wake([hook.pk])
+        while len(receiver.received) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [event["n"] for event in receiver.events()] == [0, 1, 2, 3]
+        assert loop.batches == 2 and loop.is_alive()
+    finally:
+        loop.stop()
+    assert not loop.is_alive()
+    assert set(hook.deliveries.values_list("status", flat=True)) == {"delivered"}
