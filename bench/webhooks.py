@@ -31,6 +31,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -115,28 +116,61 @@ from tenants.actors import SYSTEM  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
 from tests.factories import make_context, make_lot, make_server  # noqa: E402
 from tests.integration.workers import Worker  # noqa: E402
-from tests.receiver import Receiver  # noqa: E402
+
+
+class _Answering(asyncio.Protocol):
+    """One keep-alive connection of the receiver: each POST is recorded with its arrival
+    time and answered 200 at once. Lean on purpose (no HTTP library): it stands for
+    other machines, and every millisecond of CPU it spends here is taken from parkweb."""
+
+    def __init__(self, records: list):
+        self.records, self.buffer = records, b""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head, length = self.buffer[:end].split(b"\r\n"), 0
+            for line in head[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(self.buffer) < end + 4 + length:
+                return  # the body is on its way
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
+            self.records.append((head[0].split(b" ")[1].decode(), body, time.time()))
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
 def receive(port: int, pipe) -> None:
-    """The receiver (tests/receiver.py), in a process of its own: answers 200 and sends
-    back (path, event id, type, call's unique id, arrival) of each POST when asked."""
+    """The receiver, in a process of its own: answers 200 and sends back (path, event id,
+    type, call's unique id, arrival) of each POST when asked."""
     # It stands for another machine: here it yields to parkweb, as the deliveries do.
     if ARGS.priority == "idle":
         os.setsid()  # a scheduling group of its own, which yields as a whole (parkweb.cpu)
         yield_cpu()
     elif ARGS.priority == "nice":
         os.nice(10)
-    receiver = Receiver(port=port)
+    records: list = []
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(
+        loop.create_server(lambda: _Answering(records), "127.0.0.1", port, backlog=512)
+    )
+    threading.Thread(target=loop.run_forever, daemon=True).start()
     pipe.send("ready")
     while pipe.recv() == "dump":
-        records = []
-        for got in receiver.take():
-            event = got.event
+        taken = records[:]  # appended to by the loop's thread only
+        del records[: len(taken)]
+        dumped = []
+        for path, body, at in taken:
+            event = json.loads(body)
             call = event.get("call") or {}
-            records.append((got.path, event["id"], event["type"], call.get("uniqueid"), got.at))
-        pipe.send(records)
-    receiver.close()
+            dumped.append((path, event["id"], event["type"], call.get("uniqueid"), at))
+        pipe.send(dumped)
+    loop.call_soon_threadsafe(server.close)
 
 
 def setup(box) -> tuple:
