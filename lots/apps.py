@@ -102,9 +102,9 @@ def start_delivery_loop_in_pool_child(**kwargs) -> None:
 
 def _delivery_loop_start() -> None:
     from .services.webhooks import delivery_loop_start
-    from .tasks import deliver_run
+    from .tasks import loop_deliver_run
 
-    delivery_loop_start(deliver_run)
+    delivery_loop_start(loop_deliver_run)
 
 
 def stop_delivery_loop(**kwargs) -> None:

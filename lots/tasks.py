@@ -62,11 +62,20 @@ def webhooks_deliver(self, webhook_ids: list[int]) -> dict[int, str]:
     return deliver_run(webhook_ids, eager=self.request.is_eager)
 
 
-def deliver_run(webhook_ids: list[int], *, eager: bool = False) -> dict[int, str]:
+def loop_deliver_run(webhook_ids: list[int]) -> dict[int, str]:
+    """A delivery loop's batch (DeliveryLoop): heads that failed before wait for their
+    retry run."""
+    return deliver_run(webhook_ids, retries=False)
+
+
+def deliver_run(
+    webhook_ids: list[int], *, eager: bool = False, retries: bool = True
+) -> dict[int, str]:
     """Deliver these endpoints' queues; an endpoint whose head failed gets one retry run
-    scheduled for when it is due, and one with more to send is woken again at once."""
+    scheduled for when it is due, and one with more to send is woken again at once
+    (`retries`: see services.webhooks_deliver)."""
     done, more = {}, []
-    for webhook_id, wait in services.webhooks_deliver(webhook_ids).items():
+    for webhook_id, wait in services.webhooks_deliver(webhook_ids, retries=retries).items():
         if wait is None:
             done[webhook_id] = "idle"
         elif eager:

@@ -474,16 +474,20 @@ def webhook_deliver(webhook_id: int) -> float | None:
     return webhooks_deliver([webhook_id])[webhook_id]
 
 
-def webhooks_deliver(webhook_ids) -> dict[int, float | None]:
+def webhooks_deliver(webhook_ids, *, retries: bool = True) -> dict[int, float | None]:
     """Deliver these endpoints' queues, head first, side by side. For each endpoint: the
     seconds until its head's next try when it failed (the task schedules a run for
     then), 0 when it has more than one run sends, or None when its queue is empty, it is
-    paused, or another run has it (that run looks again once it lets go: below)."""
+    paused, or another run has it (that run looks again once it lets go: below).
+
+    `retries=False` (the delivery loops): a head that failed before is not sent here but
+    left to its retry run, so that a receiver that hangs holds up a loop, and the other
+    endpoints of its batch, at most once per failure, not at every retry."""
     waits: dict[int, float | None] = dict.fromkeys(webhook_ids)
     todo = set(waits)
     for _ in range(RECHECKS):
         with webhook_locks(todo) as held:
-            done = _deliver_queues(held)
+            done = _deliver_queues(held, retries)
         waits.update(done)
         # Queued while this run held the locks, by runs that found them held and left.
         todo = _due({webhook_id for webhook_id, wait in done.items() if wait is None})
@@ -525,7 +529,7 @@ def _due_endpoints():
     )
 
 
-def _deliver_queues(webhook_ids: set[int]) -> dict[int, float | None]:
+def _deliver_queues(webhook_ids: set[int], retries: bool = True) -> dict[int, float | None]:
     """Up to ROUNDS chunks of each endpoint's queue: every round reads the heads of all
     the queues in one query, sends them (one thread per endpoint), and writes what
     happened into the log in one statement. A worker that dies mid-round sends that
@@ -537,7 +541,7 @@ def _deliver_queues(webhook_ids: set[int]) -> dict[int, float | None]:
         if not queues:
             return waits
         tried, given_up = [], []
-        for webhook_id, (answers, not_before) in _send_all(queues).items():
+        for webhook_id, (answers, not_before) in _send_all(queues, retries).items():
             waits[webhook_id], gave_up = _outcome(answers, not_before)
             tried += [delivery for delivery, _ in answers]
             if gave_up is not None:
@@ -620,13 +624,14 @@ def _due_sql(vendor: str, count: int) -> str:
 Sent = tuple[list[tuple[WebhookDelivery, "webhooks.Answer"]], datetime | None]
 
 
-def _send_all(queues: dict[int, list[WebhookDelivery]]) -> dict[int, Sent]:
+def _send_all(queues: dict[int, list[WebhookDelivery]], retries: bool = True) -> dict[int, Sent]:
     """Each endpoint's chunk, head first, the endpoints side by side in threads. No
     database in the threads: what was sent is recorded afterwards, here."""
     options = {
         "debug": settings.DEBUG,
         "timeout": settings.PARKWEB_WEBHOOK_TIMEOUT,
         "ca_file": settings.PARKWEB_WEBHOOK_CA_FILE or None,
+        "retries": retries,
     }
     jobs = {
         webhook_id: (queue[0].webhook, queue, _secret(queue[0].webhook))
@@ -634,21 +639,29 @@ def _send_all(queues: dict[int, list[WebhookDelivery]]) -> dict[int, Sent]:
     }
     if len(jobs) == 1:
         ((webhook_id, job),) = jobs.items()
-        return {webhook_id: _send_queue(*job, options)}
+        return {webhook_id: _send_queue(*job, dict(options))}
     pool = _process_local().pool
     futures = {
-        webhook_id: pool.submit(_send_queue, *job, options) for webhook_id, job in jobs.items()
+        webhook_id: pool.submit(_send_queue, *job, dict(options))
+        for webhook_id, job in jobs.items()
     }
     return {webhook_id: future.result() for webhook_id, future in futures.items()}
 
 
+HAND_OVER = timedelta(milliseconds=50)  # a failed head left to its retry run: run it then
+
+
 def _send_queue(webhook: Webhook, queue: list[WebhookDelivery], secret: str, options) -> Sent:
-    """Send a chunk, head first, until one fails or is not due yet (its time returned)."""
+    """Send a chunk, head first, until one fails or is not due yet (its time returned).
+    Without `retries`, a head that failed before counts as not due (see webhooks_deliver)."""
     answers = []
     sender = _process_local().sender
+    retries = options.pop("retries", True)
     for delivery in queue:
         if delivery.next_attempt_at and delivery.next_attempt_at > timezone.now():
             return answers, delivery.next_attempt_at
+        if delivery.attempts and not retries:
+            return answers, timezone.now() + HAND_OVER
         answer = sender.send(
             webhook.pk,
             webhook.url,

@@ -478,3 +478,21 @@ def test_a_delivery_loop_delivers_what_it_is_woken_for_in_order(
         loop.stop()
     assert not loop.is_alive()
     assert set(hook.deliveries.values_list("status", flat=True)) == {"delivered"}
+
+
+def test_a_loop_leaves_a_head_that_failed_to_its_retry_run(db, acme, receiver, fast):
+    """A delivery loop sends a head once; after it failed, only its retry run sends it
+    again, so a receiver that hangs holds a loop (and its batch) up once, not every try."""
+    hook, _ = services.webhook_create(acme, actor=SYSTEM, url=receiver.url)
+    event_emit(acme.pk, "lot.full", "main", lambda: {"n": 1})
+    receiver.answer = lambda _: (500, {})
+    waits = services.webhooks_deliver([hook.pk], retries=False)
+    assert len(receiver.received) == 1 and 0 < waits[hook.pk] <= 0.1
+    time.sleep(0.15)  # the head's retry is due
+    receiver.answer = lambda _: (200, {})
+    waits = services.webhooks_deliver([hook.pk], retries=False)
+    assert len(receiver.received) == 1  # not the loop's to send
+    assert 0 < waits[hook.pk] <= 0.06  # its retry run: queued at once (lots.tasks)
+    waits = services.webhooks_deliver([hook.pk])  # the retry run
+    assert len(receiver.received) == 2 and waits[hook.pk] is None
+    assert hook.deliveries.get().status == "delivered"
