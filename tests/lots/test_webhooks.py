@@ -496,3 +496,16 @@ def test_a_loop_leaves_a_head_that_failed_to_its_retry_run(db, acme, receiver, f
     waits = services.webhooks_deliver([hook.pk])  # the retry run
     assert len(receiver.received) == 2 and waits[hook.pk] is None
     assert hook.deliveries.get().status == "delivered"
+
+
+def test_without_a_redis_broker_a_wake_up_is_a_task_per_twenty_endpoints(monkeypatch):
+    """Another broker (RabbitMQ, say) has no list for the loops: the waker queues
+    delivery runs instead, each endpoint once, in order."""
+    from lots import tasks
+    from lots.services import webhooks as hooks
+
+    queued = []
+    monkeypatch.setattr(hooks, "_redis", lambda: None)
+    monkeypatch.setattr(tasks.webhooks_deliver, "delay", lambda ids: queued.append(list(ids)))
+    hooks._wake([tuple(range(1, 16)), tuple(range(10, 31))])
+    assert queued == [list(range(1, 21)), list(range(21, 31))]
