@@ -52,30 +52,42 @@ def _db(function):
 
 
 class PagesOutbox:
-    """The pages' pushes of a watcher's events, sent from its event loop by one task, in
-    the order they were committed: the thread that applies events hands them over and
-    goes on to the next ones instead of waiting for the channel layer."""
+    """The pages' pushes of a watcher's events, and their webhooks' wake-ups, sent from
+    its event loop by one task, in the order they were committed: the thread that applies
+    events hands them over and goes on to the next ones instead of waiting for the channel
+    layer or Redis."""
 
     LIMIT = 10_000  # batches waiting at most; beyond, the pages miss them (and say so)
 
     def __init__(self):
         self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[list] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple] = asyncio.Queue()
         self.task = self.loop.create_task(self._run())
 
     def put(self, messages: list) -> None:
         """From any thread."""
         self.loop.call_soon_threadsafe(self._put, messages)
 
+    def wake(self, entries: list) -> None:
+        """From any thread: webhook endpoints whose events committed (services.webhooks).
+        Never dropped: a wake-up costs a few bytes, and the deliveries wait on it."""
+        self.loop.call_soon_threadsafe(
+            self.queue.put_nowait, (services.webhooks_wake_async, entries)
+        )
+
     def _put(self, messages: list) -> None:
         if self.queue.qsize() >= self.LIMIT:
             log.warning("pages' outbox full: %d push(es) dropped", len(messages))
             return
-        self.queue.put_nowait(messages)
+        self.queue.put_nowait((services.pages_send, messages))
 
     async def _run(self) -> None:
         while True:
-            await services.pages_send(await self.queue.get())
+            send, items = await self.queue.get()
+            try:
+                await send(items)
+            except Exception:  # pages_send logs its own; a wake-up lost waits for beat
+                log.exception("watcher outbox: %s failed", getattr(send, "__name__", send))
             self.queue.task_done()
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -156,15 +168,17 @@ class DatabaseSink:
         # being away reaches the watcher (it reconnects, then resyncs).
         if self.outbox is None:
             self.outbox = PagesOutbox()
-        await _db(services.parking_events_apply)(
-            self.server_id, [event for event, _ in batch], self.outbox.put
-        )
+        await _db(self._apply)([event for event, _ in batch])
         clock = asyncio.get_running_loop().time
         done = clock()
         for _, arrived in batch:
             self.stats.add(done - arrived)
         if clock() - self.stats_written >= STATS_SECONDS:
             await self.write_stats()
+
+    def _apply(self, found: list[events.ParkingEvent]) -> None:
+        with services.webhooks_wakes_together(self.outbox.wake):
+            services.parking_events_apply(self.server_id, found, self.outbox.put)
 
     async def close(self) -> None:
         """The watcher has stopped: its pages' last pushes go out."""

@@ -64,6 +64,8 @@ from .webhooks import (
     webhooks_deliver,
     webhooks_wake,
 )
+from .webhooks import wake_async as webhooks_wake_async
+from .webhooks import wakes_together as webhooks_wakes_together
 
 __all__ = [
     "SYSTEM",
@@ -122,4 +124,6 @@ __all__ = [
     "webhook_update",
     "webhooks_deliver",
     "webhooks_wake",
+    "webhooks_wake_async",
+    "webhooks_wakes_together",
 ]

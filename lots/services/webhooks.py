@@ -12,6 +12,7 @@ paused and its tenant's admins are mailed; saving it as active again resumes it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -21,7 +22,10 @@ import secrets
 import threading
 import time
 import uuid
+import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -248,8 +252,9 @@ def _queue_for(webhook_ids: list[int], event: dict, occurred_at: datetime) -> No
 
 def _enqueue_on_commit(*webhook_ids: int) -> None:
     """Once the transaction commits, wake the delivery loops for these endpoints: the
-    process's waker thread pushes the ids to one Redis list, and a loop in a delivery
-    worker takes them (DeliveryLoop). The watcher hands them over and goes on at once."""
+    ids go onto one Redis list, pushed by the watcher's outbox (wakes_together) or else
+    by the process's waker thread, and a loop in a delivery worker takes them
+    (DeliveryLoop). The committing thread hands them over and goes on at once."""
     from ..tasks import webhooks_deliver  # tasks call services: imported here
 
     if webhooks_deliver.app.conf.task_always_eager:
@@ -257,7 +262,66 @@ def _enqueue_on_commit(*webhook_ids: int) -> None:
         # path. Its supervisor delivers what is due every few seconds instead.
         return
 
-    transaction.on_commit(lambda: _waker().put(webhook_ids))
+    transaction.on_commit(lambda: _hand_over(webhook_ids))
+
+
+_together = threading.local()
+
+
+def _hand_over(webhook_ids) -> None:
+    entries = getattr(_together, "entries", None)
+    if entries is not None:
+        entries.append(tuple(webhook_ids))
+    else:
+        _waker().put(webhook_ids)
+
+
+@contextmanager
+def wakes_together(send: Callable[[list], None]) -> Iterator[None]:
+    """The wake-ups of events committed inside are handed to `send` together on the way
+    out (the watcher's outbox, which pushes them from its event loop beside the pages'
+    pushes) rather than one by one to the waker thread, whose every wake-up the thread
+    applying events would wait on for the interpreter lock."""
+    if getattr(_together, "entries", None) is not None:  # the outer block sends
+        yield
+        return
+    entries = _together.entries = []
+    try:
+        yield
+    finally:
+        _together.entries = None
+        if entries:
+            send(entries)
+
+
+async def wake_async(entries: list[tuple[int, ...]]) -> None:
+    """Push these entries to WAKE_KEY from an event loop (one RPUSH on a client of the
+    loop's own); without a Redis broker, the waker thread queues tasks instead."""
+    client = _async_redis()
+    if client is None:
+        for webhook_ids in entries:
+            _waker().put(webhook_ids)
+        return
+    await client.rpush(WAKE_KEY, *(",".join(map(str, ids)) for ids in entries))
+
+
+# An asyncio client is bound to the loop it first ran on: one per loop, forgotten with it.
+_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _async_redis():
+    """The broker's Redis, for the running event loop."""
+    from parkweb.celery import app
+
+    url = str(app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    if url not in clients:
+        import redis.asyncio
+
+        clients[url] = redis.asyncio.Redis.from_url(url, socket_timeout=5)
+    return clients[url]
 
 
 # The Redis list (the Celery broker's Redis) of endpoints with new events: one entry per

@@ -509,3 +509,69 @@ def test_without_a_redis_broker_a_wake_up_is_a_task_per_twenty_endpoints(monkeyp
     monkeypatch.setattr(tasks.webhooks_deliver, "delay", lambda ids: queued.append(list(ids)))
     hooks._wake([tuple(range(1, 16)), tuple(range(10, 31))])
     assert queued == [list(range(1, 21)), list(range(21, 31))]
+
+
+def test_the_watchers_wake_ups_go_out_together_from_its_event_loop(wake_list):
+    """In the watcher, the wake-ups of a batch's events are handed to its outbox on the
+    way out, in commit order (the outer block sends), and pushed from its event loop."""
+    import asyncio
+
+    from lots.services.webhooks import WAKE_KEY, _hand_over, wake_async, wakes_together
+
+    sent = []
+    with wakes_together(sent.append):
+        _hand_over((1, 2))
+        _hand_over((3,))
+        with wakes_together(lambda _: pytest.fail("an inner block sends nothing")):
+            _hand_over((4,))
+        assert sent == []
+    assert sent == [[(1, 2), (3,), (4,)]]
+    with wakes_together(sent.append):
+        pass  # nothing committed: nothing sent
+    assert len(sent) == 1
+    asyncio.run(wake_async(sent[0]))
+    assert wake_list.lrange(WAKE_KEY, 0, -1) == [b"1,2", b"3", b"4"]
+
+
+def test_the_watchers_outbox_pushes_wake_ups_and_goes_on_after_one_fails(wake_list, monkeypatch):
+    """Handed over from the applying thread; Redis away for one wake-up loses only that
+    one (beat's due-check delivers its events), never the pages' pushes or later ones."""
+    import asyncio
+    import threading
+
+    from lots.services.webhooks import WAKE_KEY
+    from lots.supervisor import PagesOutbox
+
+    pages, tries = [], []
+
+    async def pages_send(messages):
+        pages.append(messages)
+
+    real = services.webhooks_wake_async
+
+    async def flaky(entries):
+        tries.append(entries)
+        if len(tries) == 1:
+            raise ConnectionError("Redis away")
+        await real(entries)
+
+    monkeypatch.setattr(services, "pages_send", pages_send)
+    monkeypatch.setattr(services, "webhooks_wake_async", flaky)
+
+    async def watcher():
+        outbox = PagesOutbox()
+
+        def applying_thread():
+            outbox.wake([(1,)])
+            outbox.put([(7, {"type": "parked"})])
+            outbox.wake([(2, 3)])
+
+        thread = threading.Thread(target=applying_thread)
+        thread.start()
+        thread.join()
+        await outbox.close()
+
+    asyncio.run(watcher())
+    assert tries == [[(1,)], [(2, 3)]]
+    assert pages == [[(7, {"type": "parked"})]]
+    assert wake_list.lrange(WAKE_KEY, 0, -1) == [b"2,3"]
