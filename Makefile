@@ -34,7 +34,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	@echo "make test: database $(or $(TEST_DB),SQLite)"
-	DATABASE_URL=$(TEST_DB) $(BIN)/pytest --durations=20
+	scripts/run-tests $(TEST_DB)
 
 lint: install
 	$(BIN)/ruff check .
