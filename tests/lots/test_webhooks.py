@@ -427,8 +427,8 @@ def test_a_loop_takes_every_waiting_entry_at_once_each_endpoint_once_in_order(wa
     assert loop.take() == [3, 1, 2, 4]
     assert wake_list.llen(WAKE_KEY) == 0
     started = time.monotonic()
-    assert loop.take() == []  # nothing waiting: back after its wait
-    assert time.monotonic() - started < 1
+    assert loop.take() == []  # nothing waiting: back after its wait (0.1 s), not stuck
+    assert time.monotonic() - started < 5
 
 
 def test_an_endpoint_gets_one_retry_run_until_it_starts():
