@@ -311,10 +311,8 @@ _async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _async_redis():
     """The broker's Redis, for the running event loop."""
-    from parkweb.celery import app
-
-    url = str(app.conf.broker_url or "")
-    if not url.startswith(("redis://", "rediss://")):
+    url = _redis_url()
+    if url is None:
         return None
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     if url not in clients:
@@ -505,14 +503,20 @@ def retry_runs_started(webhook_ids) -> None:
 _clients: dict[str, object] = {}
 
 
+def _redis_url() -> str | None:
+    """The Celery broker's URL when it is a Redis (None otherwise)."""
+    from parkweb.celery import app
+
+    url = str(app.conf.broker_url or "")
+    return url if url.startswith(("redis://", "rediss://")) else None
+
+
 def _redis():
     """Redis where the wake list and retry markers live: the Celery broker's, so that
     every process that queues or runs deliveries sees the same ones (None without a
     Redis broker)."""
-    from parkweb.celery import app
-
-    url = str(app.conf.broker_url or "")
-    if not url.startswith(("redis://", "rediss://")):
+    url = _redis_url()
+    if url is None:
         return None
     if url not in _clients:
         import redis
