@@ -122,7 +122,7 @@ def test_every_page_keeps_to_the_content_security_policy(site, browser, asterisk
     # The board: its websocket connects and brings a parked call.
     ada.visit("/t/acme/board/", lambda p: expect(space(p, 701, busy=False)).to_be_visible())
     event = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)
-    expect(space(ada.page, event["ParkingSpace"])).to_contain_text("5551234", timeout=5_000)
+    expect(space(ada.page, event["ParkingSpace"])).to_contain_text("5551234", timeout=10_000)
     ada.check("board with a call")
     assert ada.sockets and set(ada.sockets) == {f"ws://127.0.0.1:{PORT}/ws/t/acme/parking/"}
 

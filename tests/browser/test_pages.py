@@ -31,7 +31,8 @@ def test_admin_creates_a_lot_sees_it_live_and_watches_a_call_on_the_board(site, 
     expect(space(board, 701, busy=False)).to_be_visible()
     event = off_loop(asterisk.park_call, "parkacme_main", "#72", keep=True)
     occupied = space(board, event["ParkingSpace"])
-    expect(occupied).to_be_visible(timeout=1_000)  # within 1 s, no reload
+    # No reload: the push brings it. How soon is bench/live.py's to judge, on a quiet machine.
+    expect(occupied).to_be_visible(timeout=10_000)
     expect(occupied).to_contain_text("5551234")
     expect(occupied.locator(".countdown")).to_contain_text("times out in 0:")
     expect(board.locator("#board-status")).to_contain_text(
@@ -51,7 +52,7 @@ def test_admin_creates_a_lot_sees_it_live_and_watches_a_call_on_the_board(site, 
     expect(occupied).to_be_visible()
 
     off_loop(asterisk.originate, f"Local/{event['ParkingSpace']}@acme-parking", 2)  # retrieve
-    expect(occupied).to_have_count(0, timeout=5_000)
+    expect(occupied).to_have_count(0, timeout=10_000)
     expect(space(board, event["ParkingSpace"], busy=False)).to_be_visible()
 
 
