@@ -772,7 +772,11 @@ class WebhookDelivery(models.Model):
         DELIVERED = "delivered"
         FAILED = "failed"
 
-    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    # No index of its own: the log's and the queue's indexes, and the one-per-event
+    # constraint, all lead with it.
+    webhook = models.ForeignKey(
+        Webhook, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     event_id = models.CharField(max_length=40)
     event_type = models.CharField(max_length=40)
     occurred_at = models.DateTimeField()
@@ -794,7 +798,17 @@ class WebhookDelivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["webhook", "event_id"], name="one_delivery_per_event")
         ]
-        indexes = [models.Index(fields=["webhook", "status", "occurred_at", "id"])]
+        indexes = [
+            # The log, newest first (the webhooks page, the API's list, the purge).
+            models.Index(fields=["webhook", "occurred_at", "id"], name="webhook_delivery_log"),
+            # The queue: only the deliveries still to make, whatever the log holds. Every
+            # delivery batch asks it for its endpoints' heads and for what is due.
+            models.Index(
+                fields=["webhook", "occurred_at", "id"],
+                condition=models.Q(status="pending"),
+                name="webhook_delivery_queue",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id} -> {self.webhook_id}"

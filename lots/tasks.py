@@ -121,3 +121,9 @@ def reconcile_servers() -> dict[str, str]:
 def purge_parked_calls() -> int:
     """Beat: delete parked-call history older than PARKWEB_HISTORY_DAYS."""
     return services.parked_calls_purge()
+
+
+@shared_task
+def purge_webhook_deliveries() -> int:
+    """Beat: delete the webhook log's deliveries older than PARKWEB_WEBHOOK_LOG_DAYS."""
+    return services.webhook_deliveries_purge()

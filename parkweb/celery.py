@@ -24,5 +24,10 @@ def schedule_periodic_tasks(sender, **kwargs):
         24 * 3600, sender.signature("lots.tasks.purge_parked_calls"), name="purge history"
     )
     sender.add_periodic_task(
+        24 * 3600,
+        sender.signature("lots.tasks.purge_webhook_deliveries"),
+        name="purge the webhook log",
+    )
+    sender.add_periodic_task(
         30, sender.signature("lots.tasks.webhook_deliveries_due"), name="webhooks due"
     )

@@ -50,3 +50,16 @@ def production_settings(app_configs, **kwargs):
             Error("PARKWEB_METRICS_TOKEN must be at least 24 characters.", id="parkweb.E003")
         )
     return errors
+
+
+RETENTION = ("PARKWEB_HISTORY_DAYS", "PARKWEB_WEBHOOK_LOG_DAYS")
+
+
+@register("parkweb")
+def retention_settings(app_configs, **kwargs):
+    """History kept for less than a day would be purged as soon as it is written."""
+    return [
+        Error(f"{name} must be a whole number of days, at least 1.", id="parkweb.E004")
+        for name in RETENTION
+        if getattr(settings, name) < 1
+    ]

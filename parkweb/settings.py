@@ -340,6 +340,9 @@ PARKWEB_WEBHOOK_RETRY_BASE = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_BASE", 
 PARKWEB_WEBHOOK_RETRY_MAX = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_MAX", "300"))
 PARKWEB_WEBHOOK_RETRY_SECONDS = float(os.environ.get("PARKWEB_WEBHOOK_RETRY_SECONDS", "3600"))
 PARKWEB_WEBHOOK_CA_FILE = os.environ.get("PARKWEB_WEBHOOK_CA_FILE", "")
+# The webhook log (every delivery, made or not) is kept this many days; beat purges
+# older ones daily.
+PARKWEB_WEBHOOK_LOG_DAYS = int(os.environ.get("PARKWEB_WEBHOOK_LOG_DAYS", "30"))
 # Endpoints a delivery worker process sends to at once (threads; each endpoint's events
 # still go one after the other, in order).
 PARKWEB_WEBHOOK_THREADS = int(os.environ.get("PARKWEB_WEBHOOK_THREADS", "8"))

@@ -40,6 +40,9 @@ EXPECTED = {
         "board frames without webhooks": 40,
         "board frames with webhooks": 40,
     },
+    # 2,000 delivered rows over 60 days, half older than the log's 30 days; 7 pending
+    # deliveries for each of a tenant's 5 endpoints
+    "webhook_log": {"deliveries purged": 1000, "deliveries kept": 1035},
     # 30 calls round 5 tenants, two events each, to each of a tenant's 4 clients
     "live": {"event frames": 240, "herd snapshots": 100},
 }

@@ -575,3 +575,132 @@ def test_the_watchers_outbox_pushes_wake_ups_and_goes_on_after_one_fails(wake_li
     assert tries == [[(1,)], [(2, 3)]]
     assert pages == [[(7, {"type": "parked"})]]
     assert wake_list.lrange(WAKE_KEY, 0, -1) == [b"2,3"]
+
+
+def _delivery(hook, event_id: str, days_ago: float, status: str = "pending"):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return WebhookDelivery.objects.create(
+        webhook=hook,
+        event_id=event_id,
+        event_type="test",
+        occurred_at=timezone.now() - timedelta(days=days_ago),
+        payload={"id": event_id},
+        status=status,
+    )
+
+
+def test_the_log_is_purged_of_events_older_than_its_days_and_keeps_the_rest(
+    db, acme, fast, monkeypatch
+):
+    from lots import tasks
+    from lots.services import webhooks as service
+
+    fast.PARKWEB_WEBHOOK_LOG_DAYS = 30
+    monkeypatch.setattr(service, "PURGE_CHUNK", 2)  # several statements per endpoint
+    first, _ = make_webhook(acme, "https://one.example/")
+    second, _ = make_webhook(acme, "https://two.example/")
+    Webhook.objects.filter(pk=second.pk).update(paused_at="2026-01-01T00:00:00Z")
+    old = [
+        _delivery(first, "a", 31, "delivered"),
+        _delivery(first, "b", 45, "failed"),
+        _delivery(first, "c", 60, "delivered"),
+        _delivery(first, "d", 90, "pending"),  # an event that old is of no use to anyone
+        _delivery(first, "e", 30.01, "delivered"),
+        _delivery(second, "f", 31, "pending"),  # a paused endpoint's too
+    ]
+    kept = [
+        _delivery(first, "g", 29.99, "delivered"),
+        _delivery(first, "h", 0, "pending"),
+        _delivery(second, "i", 1, "failed"),
+    ]
+    assert tasks.purge_webhook_deliveries() == len(old)
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {d.pk for d in kept}
+    assert services.webhook_deliveries_purge() == 0
+
+    fast.PARKWEB_WEBHOOK_LOG_DAYS = 0
+    with pytest.raises(ValueError, match="PARKWEB_WEBHOOK_LOG_DAYS"):
+        services.webhook_deliveries_purge()
+    assert WebhookDelivery.objects.count() == len(kept)
+
+
+def test_beat_purges_the_webhook_log_daily():
+    from parkweb.celery import app
+
+    app.finalize(auto=True)
+    schedule = {entry["task"]: entry["schedule"] for entry in app.conf.beat_schedule.values()}
+    assert schedule["lots.tasks.purge_webhook_deliveries"] == 24 * 3600
+    assert schedule["lots.tasks.purge_parked_calls"] == 24 * 3600
+
+
+def test_retention_of_less_than_a_day_is_refused_at_start(settings):
+    from parkweb.checks import retention_settings
+
+    assert retention_settings(None) == []
+    settings.PARKWEB_WEBHOOK_LOG_DAYS = 0
+    settings.PARKWEB_HISTORY_DAYS = -1
+    errors = retention_settings(None)
+    assert [e.id for e in errors] == ["parkweb.E004", "parkweb.E004"]
+    assert "PARKWEB_HISTORY_DAYS must be a whole number of days, at least 1" in errors[0].msg
+    assert "PARKWEB_WEBHOOK_LOG_DAYS" in errors[1].msg
+
+
+def _plan(sql: str, params) -> tuple[set[str], int]:
+    """The indexes a query's plan uses and the pages it read, as PostgreSQL ran it."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    top = plan[0]["Plan"]
+    indexes, nodes = set(), [top]
+    while nodes:
+        node = nodes.pop()
+        if "Index Name" in node:
+            indexes.add(node["Index Name"])
+        nodes += node.get("Plans", [])
+    return indexes, top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+
+
+def test_the_queue_reads_only_pending_rows_however_large_the_log(db, acme):
+    """A delivery batch asks for its endpoints' heads and for what is due; the webhooks
+    page and the API show an endpoint's newest rows. None of them may read what the log
+    holds besides: with 20,000 delivered rows of one endpoint they read a few pages. The
+    queue's queries do so before the table is analyzed, too (as after a busy hour): a
+    plan from stale statistics once read the whole endpoint's log at every batch."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's plans: CI runs on PostgreSQL")
+    from django.utils import timezone
+
+    from lots.services.webhooks import CHUNK, _due_sql, _heads_sql
+
+    busy, _ = make_webhook(acme, "https://busy.example/")
+    table = WebhookDelivery._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (webhook_id, event_id, event_type, occurred_at, payload,"  # noqa: S608
+            " status, attempts, response_prefix, error, created_at)"
+            " SELECT %s, 'evt_' || n, 'test', now() - n * interval '1 second',"
+            " '{\"call\": {}}'::jsonb, 'delivered', 1, '', '', now()"
+            " FROM generate_series(1, 20000) AS n",
+            [busy.pk],
+        )
+    for n in range(3):
+        _delivery(busy, f"pending{n}", 0)
+    ids = [busy.pk]
+
+    indexes, pages = _plan(_heads_sql("postgresql", 1), [*ids, CHUNK, True])
+    assert "webhook_delivery_queue" in indexes and pages < 40, (indexes, pages)
+    indexes, pages = _plan(_due_sql("postgresql", 1), [True, timezone.now(), *ids])
+    assert "webhook_delivery_queue" in indexes and pages < 40, (indexes, pages)
+    newest = WebhookDelivery.objects.filter(webhook=busy).order_by("-occurred_at", "-pk")[:20]
+    sql, params = newest.query.sql_with_params()
+    with connection.cursor() as cursor:  # a table that large has been analyzed by then
+        cursor.execute(f"ANALYZE {table}")
+    indexes, pages = _plan(sql, params)
+    assert "webhook_delivery_log" in indexes and pages < 40, (indexes, pages)
+    assert [d.event_id for d in services.webhooks._heads(set(ids))[busy.pk]] == [
+        f"pending{n}" for n in range(3)
+    ]
