@@ -3,7 +3,7 @@ endpoints on a loopback receiver, while boards watch the same events.
 
     .venv/bin/python bench/webhooks.py [--rate 50] [--seconds 20] [--tenants 20]
         [--endpoints 100] [--clients 100] [--webhook-workers 2] [--priority idle]
-        [--rounds 2] [--warm-up 4] [--smoke]
+        [--rounds 4] [--warm-up 4] [--smoke]
 
 The production shape on one machine: daphne serving the boards, one Celery worker running
 the AMI watcher (and deploys), `--webhook-workers` workers serving the deliveries' own
@@ -14,13 +14,15 @@ be): TLS would add its handshake to every delivery.
 The same load runs on both sides: calls parked by dialling each tenant's park extension
 that hang up a second later (two events each), with every endpoint inactive (boards only)
 and with all of them active. After a warm-up that is not measured (connections opened,
-caches filled), the sides alternate, off then on, for `--rounds` rounds of `--seconds /
---rounds` each, and each side's rounds are pooled. A raw AMI connection in this process
-timestamps every event as it leaves Asterisk: the floor. Prints, for the deliveries,
-p50/p95/p99/max from the floor to the receiver, lost and duplicate deliveries, and each
-event's order per endpoint; for the boards, the same figures of bench/live.py on both
-sides and their ratio. Every wait is bounded; a wrong count makes it exit non-zero.
-`--smoke`: a few seconds, a few endpoints.
+caches filled), the sides alternate in mirrored pairs (off, on, on, off, off, on ...:
+the side that runs second in one round runs first in the next) for `--rounds` rounds of
+`--seconds / --rounds` each, and each side's rounds are pooled. `--endpoints 0` runs the
+same side twice: how far apart two runs of one side fall is the comparison's noise. A
+raw AMI connection in this process timestamps every event as it leaves Asterisk: the
+floor. Prints, for the deliveries, p50/p95/p99/max from the floor to the receiver, lost
+and duplicate deliveries, and each event's order per endpoint; for the boards, the same
+figures of bench/live.py on both sides and their ratio. Every wait is bounded; a wrong
+count makes it exit non-zero. `--smoke`: a few seconds, a few endpoints.
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=2,
-        help="phases alternate off, on, off, on ...: each gets --seconds / rounds a round",
+        default=4,
+        help="phases alternate off, on, on, off ...: each gets --seconds / rounds a round",
     )
     parser.add_argument(
         "--warm-up", type=float, default=4, help="seconds of load first, not measured"
@@ -412,20 +414,28 @@ def main() -> None:
             Webhook.objects.update(active=False)
             ours.send("dump")
             ours.recv()
-        # Alternated, so that neither side has the machine's quieter minutes to itself.
         alone, both, stray, got = [], [], [], []
-        for _ in range(ARGS.rounds):
+
+        def off_side() -> None:
             alone.append(asyncio.run(load(box, sessions, PLACE.web_port, ROUND_SECONDS)))
             ours.send("dump")
-            stray += ours.recv()  # nothing may arrive while every endpoint is inactive
+            stray.extend(ours.recv())  # nothing may arrive while every endpoint is inactive
             box.hangup_all()
+
+        def on_side() -> None:
             Webhook.objects.update(active=True)
             both.append(asyncio.run(load(box, sessions, PLACE.web_port, ROUND_SECONDS)))
             time.sleep(DRAIN_SECONDS)  # the last deliveries on their way
             ours.send("dump")
-            got += ours.recv()
+            got.extend(ours.recv())
             box.hangup_all()
             Webhook.objects.update(active=False)
+
+        # Alternated in mirrored pairs (off, on, on, off, off, on ...), so that neither side
+        # has the machine's quieter minutes, nor the place after the other, to itself.
+        for number in range(ARGS.rounds):
+            for side in (off_side, on_side) if number % 2 == 0 else (on_side, off_side):
+                side()
         alone, both = pooled(alone), pooled(both)
     finally:
         ours.send("stop")
