@@ -4,7 +4,7 @@ Deploys run in Celery workers and watchers in whichever worker holds their lease
 host, while the scrape reaches one web process: so what they do is read from the rows
 they write (deployments, watcher health), not from counters in some other process. Only
 the websocket count is this process's own. Every label is a server's name or a bounded
-choice (deploy outcome): never a call, a user or a tenant.
+choice (deploy outcome, endpoint state): never a call, a user or a tenant.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
+from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -23,7 +24,15 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
-from .models import AsteriskServer, Deployment, ParkedCall, ParkingLot, ServerHealth
+from .models import (
+    AsteriskServer,
+    Deployment,
+    ParkedCall,
+    ParkingLot,
+    ServerHealth,
+    Webhook,
+    WebhookDelivery,
+)
 
 # Upper bounds, in seconds. Lag: an event's arrival on the AMI connection to its commit.
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -84,6 +93,7 @@ class ParkwebCollector:
         yield from self._lots(servers)
         yield from self._watchers(servers)
         yield from self._calls(servers)
+        yield from self._webhooks()
         clients = GaugeMetricFamily(
             "parkweb_websocket_clients", "Board websockets open in this web process."
         )
@@ -207,6 +217,43 @@ class ParkwebCollector:
         for server_id, name in servers.items():
             parked.add_metric([name], counts.get(server_id, 0))
         yield parked
+
+    def _webhooks(self):
+        """The deliveries' queue, all tenants together: how many wait and for how long
+        the oldest has (a receiver down or the delivery workers behind show here first),
+        and the endpoints by state. The queue's partial index answers the first."""
+        waiting = WebhookDelivery.objects.filter(
+            status=WebhookDelivery.Status.PENDING,
+            webhook__active=True,
+            webhook__paused_at__isnull=True,
+        ).aggregate(count=Count("pk"), oldest=Min("occurred_at"))
+        pending = GaugeMetricFamily(
+            "parkweb_webhook_deliveries_pending",
+            "Webhook deliveries waiting to be made, for active endpoints not paused.",
+        )
+        pending.add_metric([], waiting["count"])
+        oldest = GaugeMetricFamily(
+            "parkweb_webhook_oldest_pending_seconds",
+            "How long the oldest of those has waited since its event (0: none waits).",
+        )
+        since = waiting["oldest"]
+        oldest.add_metric([], max((timezone.now() - since).total_seconds(), 0) if since else 0)
+        endpoints = GaugeMetricFamily(
+            "parkweb_webhook_endpoints",
+            "Webhook endpoints by state: active, paused (failing), inactive (turned off).",
+            labels=["state"],
+        )
+        states = {
+            "active": Q(active=True, paused_at__isnull=True),
+            "paused": Q(active=True, paused_at__isnull=False),
+            "inactive": Q(active=False),
+        }
+        counts = Webhook.objects.aggregate(
+            **{f"in_{state}": Count("pk", filter=rule) for state, rule in states.items()}
+        )
+        for state in states:
+            endpoints.add_metric([state], counts[f"in_{state}"])
+        yield from (pending, oldest, endpoints)
 
 
 def _histogram(rows, bounds: tuple[float, ...], field: str, kind):

@@ -242,7 +242,47 @@ def test_metrics_count_deploys_lots_calls_and_events(db, metrics_token, settings
     assert sample(text, "parkweb_watcher_last_event_timestamp_seconds", server="pbx1") > 0
     # Labels stay bounded: a server's name and an outcome, never a tenant, call or user.
     labels = set(re.findall(r"(\w+)=\"", text))
-    assert labels <= {"server", "outcome", "le"}
+    assert labels <= {"server", "outcome", "le", "state"}
+
+
+def test_metrics_show_the_webhook_queue_and_endpoints_by_state(db, metrics_token):
+    from lots.models import Webhook, WebhookDelivery
+    from tenants.actors import SYSTEM
+
+    text = scrape()
+    assert sample(text, "parkweb_webhook_deliveries_pending") == 0
+    assert sample(text, "parkweb_webhook_oldest_pending_seconds") == 0
+    tenant = make_tenant("acme")
+    hooks = [
+        services.webhook_create(tenant, actor=SYSTEM, url=f"https://hooks{n}.example/")[0]
+        for n in range(4)
+    ]
+    active, busy, paused, off = hooks
+    now = timezone.now()
+    for hook, status, seconds in [
+        (active, "pending", 90),  # the oldest waiting
+        (busy, "pending", 5),
+        (busy, "delivered", 3600),
+        (paused, "pending", 7200),  # a paused endpoint's are held back, not waiting
+        (off, "pending", 7200),
+    ]:
+        WebhookDelivery.objects.create(
+            webhook=hook,
+            event_id=f"evt_{hook.pk}_{status}",
+            event_type="test",
+            occurred_at=now - timedelta(seconds=seconds),
+            payload={},
+            status=status,
+        )
+    Webhook.objects.filter(pk=paused.pk).update(paused_at=now)
+    Webhook.objects.filter(pk=off.pk).update(active=False)
+
+    text = scrape()
+    assert sample(text, "parkweb_webhook_deliveries_pending") == 2
+    assert 90 <= sample(text, "parkweb_webhook_oldest_pending_seconds") < 150
+    assert sample(text, "parkweb_webhook_endpoints", state="active") == 2
+    assert sample(text, "parkweb_webhook_endpoints", state="paused") == 1
+    assert sample(text, "parkweb_webhook_endpoints", state="inactive") == 1
 
 
 def test_metrics_read_in_a_bounded_number_of_queries(
