@@ -8,9 +8,9 @@ far more finished deliveries than pending ones: 50 events a second to 5 endpoint
 21 million rows a day. The queries on the delivery path must cost what the pending ones
 cost, not what the log holds. This fills a fresh database's log with `--rows` delivered
 rows (events of the last 60 days, a call's payload each) over `--endpoints` endpoints,
-leaves a batch's worth of pending deliveries, and times, each `--repeat` times, first as
-the table's statistics stand after the fill (none yet: autovacuum has not analyzed it),
-then after ANALYZE:
+leaves a batch's worth of pending deliveries, and times, each `--repeat` times, first
+with the table's statistics as they stand after the fill (autovacuum may not have
+analyzed it yet), then after ANALYZE:
 
 - a delivery loop's batch for one tenant's endpoints, without sending: the locks, the
   queue heads and the release with its re-check of what is due (services.webhooks);
@@ -197,7 +197,7 @@ def main() -> None:
     print(f"log: {size()}")
     print(f"| step ({ARGS.rows} rows in the log) | statistics | times | p50 ms | p99 ms |")
     print("|---|---|---|---|---|")
-    for stats in ("none yet", "analyzed"):
+    for stats in ("as filled", "analyzed"):
         if stats == "analyzed":
             with connection.cursor() as cursor:
                 cursor.execute(f"ANALYZE {WebhookDelivery._meta.db_table}")
