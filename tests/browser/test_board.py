@@ -6,7 +6,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from lots.models import Deployment, DialplanContext, ParkedCall
+from lots.asterisk.verify import parse_parking_show
+from lots.models import DialplanContext, ParkedCall
 from tenants.models import Membership, Tenant
 from tests.factories import make_lot
 from tests.integration.test_deploy import wait_for
@@ -136,11 +137,10 @@ def test_the_board_says_when_a_lot_fills_up_and_a_call_waits_too_long(site, brow
         alert_free_spaces=1,
         alert_wait_seconds=5,
     )
+    # Until the lot runs, a call with PARKINGLOT=acme_small parks in Asterisk's default lot
+    # (and `parking show acme_small` says "Could not find parking lot 'acme_small'").
     wait_for(
-        lambda: (
-            Deployment.objects.filter(server=site, status="ok").exists()
-            and "acme_small" in asterisk.cli("parking show acme_small")
-        ),
+        lambda: "acme_small" in parse_parking_show(asterisk.cli("parking show acme_small")),
         what="the lot to go live",
     )
     page = log_in(browser, "ola")

@@ -3,6 +3,7 @@ call reaches it only by Park(<lot>), and the board's Retrieve still picks it up.
 
 import pytest
 
+from lots.asterisk.verify import parse_parking_show
 from lots.models import ParkedCall
 from tests.factories import make_lot
 
@@ -17,7 +18,10 @@ def test_park_app_and_retrieve_work_for_a_lot_without_a_park_extension(site):  #
     context = site.lot.context
     lot = make_lot(site.acme, context, "bare", parkext="", parkpos_start=721, parkpos_end=723)
     asterisk = site.asterisk
-    assert "acme_bare" in asterisk.cli("parking show acme_bare")
+    wait_for(
+        lambda: "acme_bare" in parse_parking_show(asterisk.cli("parking show acme_bare")),
+        what="the lot to go live",
+    )
     # What the lot's page says: nothing to dial, not the spaces and not a park extension.
     assert "There is no existence of 721@" in asterisk.cli(f"dialplan show 721@{context.name}")
 
