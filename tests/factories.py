@@ -1,9 +1,20 @@
 """Small factories: real objects saved through the services, with sensible defaults."""
 
+from datetime import timedelta
 from itertools import count
 
+from django.utils import timezone
+
 from lots import services
-from lots.models import AsteriskServer, DialplanContext, ParkedCall, ParkingLot, TenantPhones
+from lots.models import (
+    AsteriskServer,
+    DialplanContext,
+    ParkedCall,
+    ParkingLot,
+    TenantPhones,
+    Webhook,
+    WebhookDelivery,
+)
 from tenants.models import Tenant
 from tenants.services import tenant_save
 
@@ -96,6 +107,25 @@ def make_call(lot: ParkingLot, space: int, parked_at, **fields) -> ParkedCall:
         uniqueid=f"1700000000.{n}",
         parked_at=parked_at,
         **fields,
+    )
+
+
+def make_delivery(
+    webhook: Webhook,
+    event_id: str,
+    *,
+    age: timedelta = timedelta(0),
+    status: str = "pending",
+    event_type: str = "test",
+) -> WebhookDelivery:
+    """One row of the webhook log: an event that happened `age` ago, for `webhook`."""
+    return WebhookDelivery.objects.create(
+        webhook=webhook,
+        event_id=event_id,
+        event_type=event_type,
+        occurred_at=timezone.now() - age,
+        payload={"id": event_id},
+        status=status,
     )
 
 

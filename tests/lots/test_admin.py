@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from lots.models import AsteriskServer, ParkingLot
-from tests.factories import lot_form_data, make_lot
+from tests.factories import lot_form_data, make_delivery, make_lot
 
 
 @pytest.fixture
@@ -105,24 +105,15 @@ def test_the_webhook_log_is_listed_newest_first_without_reading_it_whole(
     its event-type filter from the code, not from a DISTINCT over every row."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
-    from django.utils import timezone
 
     from lots import admin as lots_admin
     from lots import services
-    from lots.models import WebhookDelivery
     from tenants.actors import SYSTEM
 
     monkeypatch.setattr(lots_admin.CappedCountPaginator, "CAP", 10)
     hook, _ = services.webhook_create(acme, actor=SYSTEM, url="https://crm.example/")
-    now = timezone.now()
     made = [
-        WebhookDelivery.objects.create(
-            webhook=hook,
-            event_id=f"evt_{n}",
-            event_type="lot.full" if n == 3 else "call.parked",
-            occurred_at=now,
-            payload={},
-        )
+        make_delivery(hook, f"evt_{n}", event_type="lot.full" if n == 3 else "call.parked")
         for n in range(15)
     ]
     with CaptureQueriesContext(connection) as queries:

@@ -32,7 +32,14 @@ from lots.models import (
 )
 from lots.supervisor import RedisLeases
 from parkweb.logs import JsonFormatter
-from tests.factories import make_context, make_lot, make_phones, make_server, make_tenant
+from tests.factories import (
+    make_context,
+    make_delivery,
+    make_lot,
+    make_phones,
+    make_server,
+    make_tenant,
+)
 from tests.integration.workers import isolated_redis_url
 from tests.production.env import METRICS_TOKEN, production_env
 
@@ -246,7 +253,7 @@ def test_metrics_count_deploys_lots_calls_and_events(db, metrics_token, settings
 
 
 def test_metrics_show_the_webhook_queue_and_endpoints_by_state(db, metrics_token):
-    from lots.models import Webhook, WebhookDelivery
+    from lots.models import Webhook
     from tenants.actors import SYSTEM
 
     text = scrape()
@@ -266,13 +273,8 @@ def test_metrics_show_the_webhook_queue_and_endpoints_by_state(db, metrics_token
         (paused, "pending", 7200),  # a paused endpoint's are held back, not waiting
         (off, "pending", 7200),
     ]:
-        WebhookDelivery.objects.create(
-            webhook=hook,
-            event_id=f"evt_{hook.pk}_{status}",
-            event_type="test",
-            occurred_at=now - timedelta(seconds=seconds),
-            payload={},
-            status=status,
+        make_delivery(
+            hook, f"evt_{hook.pk}_{status}", age=timedelta(seconds=seconds), status=status
         )
     Webhook.objects.filter(pk=paused.pk).update(paused_at=now)
     Webhook.objects.filter(pk=off.pk).update(active=False)

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -18,6 +19,7 @@ from lots.models import Webhook, WebhookDelivery
 from lots.services.webhooks import event_emit
 from tenants.actors import SYSTEM
 from tenants.models import Membership, Role
+from tests.factories import make_delivery
 from tests.receiver import Receiver
 
 
@@ -578,18 +580,7 @@ def test_the_watchers_outbox_pushes_wake_ups_and_goes_on_after_one_fails(wake_li
 
 
 def _delivery(hook, event_id: str, days_ago: float, status: str = "pending"):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    return WebhookDelivery.objects.create(
-        webhook=hook,
-        event_id=event_id,
-        event_type="test",
-        occurred_at=timezone.now() - timedelta(days=days_ago),
-        payload={"id": event_id},
-        status=status,
-    )
+    return make_delivery(hook, event_id, age=timedelta(days=days_ago), status=status)
 
 
 def test_the_log_is_purged_of_events_older_than_its_days_and_keeps_the_rest(
