@@ -155,7 +155,8 @@ def test_the_board_says_when_a_lot_fills_up_and_a_call_waits_too_long(site, brow
     off_loop(asterisk.park_call, "parkacme_small", "#72", keep=True)
     expect(lot.locator(".lot-alert")).to_have_text("Full", timeout=10_000)
     expect(status).to_have_text("Small is full.")
-    # The first call passes 5 s: its space says so, and so does the status line.
+    # The first call passes 5 s: its space says so, and so does the status line. The
+    # worker checks every 2 s; on a loaded CI machine it once had not said so after 16 s.
     waiting = lot.locator(f"li.space.waiting-long[data-space='{first}']")
-    expect(waiting).to_contain_text("waiting too long", timeout=15_000)
+    expect(waiting).to_contain_text("waiting too long", timeout=30_000)
     expect(status).to_contain_text(f"has waited more than 5 s in space {first} of Small")
