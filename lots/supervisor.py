@@ -327,11 +327,13 @@ class Supervisor:
                 await self._unwatch(server_id)
         for server_id, watcher in list(self._watchers.items()):
             await watcher.sink.write_stats()  # a tally left since the last event
-            try:
-                await _db(services.reminders_send)(server_id)
-                await _db(services.waiting_alerts_check)(server_id)
-            except Exception:  # the leases and the other servers go on
-                log.exception("server %s: reminders or alerts not sent", server_id)
+            # Each on its own: reminders that fail must not keep the alerts back, nor the
+            # other way round; the leases and the other servers go on either way.
+            for step in (services.reminders_send, services.waiting_alerts_check):
+                try:
+                    await _db(step)(server_id)
+                except Exception:
+                    log.exception("server %s: %s failed", server_id, step.__name__)
         for server_id, server in wanted.items():
             if server_id in self._watching:
                 continue
