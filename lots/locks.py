@@ -112,12 +112,15 @@ def _renew_lease(server_id: int, owner: str, lease: int, stop: threading.Event) 
 
 
 @contextmanager
-def webhook_locks(webhook_ids) -> Iterator[set[int]]:
+def webhook_locks(webhook_ids, kept: set[int] | None = None) -> Iterator[set[int]]:
     """Yields the endpoints among `webhook_ids` whose queues this process may deliver (no
     other worker does), tried without waiting: PostgreSQL advisory locks, taken and let go
     in one round trip for all of them; within one process (SQLite, the embedded mode)
-    plain locks."""
+    plain locks. Those the body adds to `kept` stay held on the way out (a delivery
+    loop's endpoints still sending: lots.services.webhooks.Stragglers), until
+    webhook_locks_release lets them go."""
     ids = sorted(set(webhook_ids))
+    kept = set() if kept is None else kept
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -125,19 +128,26 @@ def webhook_locks(webhook_ids) -> Iterator[set[int]]:
                 [ids, WEBHOOK_NAMESPACE],
             )
             held = {row[0] for row in cursor.fetchall()}
-        try:
-            yield held
-        finally:
-            if held:
-                _unlock(
-                    "SELECT pg_advisory_unlock(%s, key) FROM unnest(%s::int[]) AS key",
-                    [WEBHOOK_NAMESPACE, sorted(held)],
-                )
-        return
-    locks = {i: _local_webhook_locks.setdefault(i, threading.Lock()) for i in ids}
-    held = {i for i, lock in locks.items() if lock.acquire(blocking=False)}
+    else:
+        locks = {i: _local_webhook_locks.setdefault(i, threading.Lock()) for i in ids}
+        held = {i for i, lock in locks.items() if lock.acquire(blocking=False)}
     try:
         yield held
     finally:
-        for i in held:
-            locks[i].release()
+        webhook_locks_release(held - kept)
+
+
+def webhook_locks_release(webhook_ids) -> None:
+    """Let go of endpoints' locks taken by webhook_locks (this thread's connection's, on
+    PostgreSQL)."""
+    ids = sorted(webhook_ids)
+    if not ids:
+        return
+    if connection.vendor == "postgresql":
+        _unlock(
+            "SELECT pg_advisory_unlock(%s, key) FROM unnest(%s::int[]) AS key",
+            [WEBHOOK_NAMESPACE, ids],
+        )
+        return
+    for i in ids:
+        _local_webhook_locks[i].release()

@@ -49,9 +49,16 @@ def hints_sync(server_id: int) -> dict:
 
 @shared_task(bind=True)
 def webhook_deliver(self, webhook_id: int) -> str:
-    """An endpoint's retry: deliver its queue in order once its failed head is due."""
+    """An endpoint's retry: deliver its queue in order once its failed head is due. One
+    of a tenant's at a time (services.tenant_retry_slot); the others wait their turn."""
     services.retry_runs_started([webhook_id])
-    return deliver_run([webhook_id], eager=self.request.is_eager)[webhook_id]
+    with services.tenant_retry_slot(webhook_id) as ours:
+        if ours:
+            return deliver_run([webhook_id], eager=self.request.is_eager).get(webhook_id, "idle")
+    wait = services.RETRY_SLOT_WAIT * random.uniform(1.0, 1.5)  # noqa: S311
+    if services.retry_scheduled(webhook_id, wait):
+        webhook_deliver.apply_async((webhook_id,), countdown=wait)
+    return "after its tenant's other retry"
 
 
 @shared_task(bind=True)
@@ -62,20 +69,21 @@ def webhooks_deliver(self, webhook_ids: list[int]) -> dict[int, str]:
     return deliver_run(webhook_ids, eager=self.request.is_eager)
 
 
-def loop_deliver_run(webhook_ids: list[int]) -> dict[int, str]:
+def loop_deliver_run(webhook_ids: list[int], stragglers=None) -> dict[int, str]:
     """A delivery loop's batch (DeliveryLoop): heads that failed before wait for their
-    retry run."""
-    return deliver_run(webhook_ids, retries=False)
+    retry run; sends that outlast their round go on alone (services.Stragglers)."""
+    return deliver_run(webhook_ids, retries=False, stragglers=stragglers)
 
 
 def deliver_run(
-    webhook_ids: list[int], *, eager: bool = False, retries: bool = True
+    webhook_ids: list[int], *, eager: bool = False, retries: bool = True, stragglers=None
 ) -> dict[int, str]:
     """Deliver these endpoints' queues; an endpoint whose head failed gets one retry run
     scheduled for when it is due, and one with more to send is woken again at once
-    (`retries`: see services.webhooks_deliver)."""
+    (`retries`, `stragglers`: see services.webhooks_deliver)."""
     done, more = {}, []
-    for webhook_id, wait in services.webhooks_deliver(webhook_ids, retries=retries).items():
+    waits = services.webhooks_deliver(webhook_ids, retries=retries, stragglers=stragglers)
+    for webhook_id, wait in waits.items():
         if wait is None:
             done[webhook_id] = "idle"
         elif eager:

@@ -52,9 +52,11 @@ from .parking import (
 )
 from .phones import member_alert_mail_set, member_extension_set, phones_save
 from .webhooks import (
+    RETRY_SLOT_WAIT,
     call_event_emit,
     retry_runs_started,
     retry_scheduled,
+    tenant_retry_slot,
     webhook_create,
     webhook_delete,
     webhook_deliver,
@@ -69,6 +71,7 @@ from .webhooks import wake_async as webhooks_wake_async
 from .webhooks import wakes_together as webhooks_wakes_together
 
 __all__ = [
+    "RETRY_SLOT_WAIT",
     "SYSTEM",
     "Actor",
     "Outcome",
@@ -114,6 +117,7 @@ __all__ = [
     "server_resync",
     "server_retire",
     "server_save",
+    "tenant_retry_slot",
     "timeout_step_apply",
     "waiting_alerts_check",
     "webhook_create",

@@ -24,7 +24,8 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
@@ -40,7 +41,7 @@ from tenants.models import Membership, Role, Tenant
 
 from .. import sql, webhooks
 from ..frames import call_data
-from ..locks import webhook_locks
+from ..locks import webhook_locks, webhook_locks_release
 from ..models import ParkedCall, Webhook, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -412,12 +413,15 @@ class DeliveryLoop(threading.Thread):
     with one of them at a time."""
 
     WAIT_SECONDS = 1.0  # each BLPOP; also how soon a stop is seen
+    STRAGGLER_POLL = 0.05  # each BLPOP while sends go on alone: how soon they are written
 
     def __init__(self, deliver):
-        """`deliver(ids)`: lots.tasks' delivery of a run (it schedules the retries)."""
+        """`deliver(ids, stragglers=...)`: lots.tasks' delivery of a run (it schedules the
+        retries)."""
         super().__init__(name="parkweb-webhook-deliveries", daemon=True)
         self.deliver = deliver
         self.stopping = threading.Event()
+        self.stragglers = Stragglers()
         self.batches = 0  # delivered so far (tests)
 
     def run(self) -> None:
@@ -427,23 +431,30 @@ class DeliveryLoop(threading.Thread):
             while not self.stopping.is_set():
                 try:
                     ids = self.take()
-                    if ids:
-                        close_old_connections()
-                        self.deliver(ids)
-                        self.batches += 1
+                    if ids or self.stragglers:
+                        if not self.stragglers:  # its locks live with the connection
+                            close_old_connections()
+                        self.deliver(ids, stragglers=self.stragglers)
+                        self.batches += bool(ids)
                 except Exception:  # Redis or the database away: try again shortly
                     log.exception("webhook delivery loop")
                     self.stopping.wait(self.WAIT_SECONDS)
         finally:
+            try:  # what is still going on alone: written if it ends soon, else sent again
+                self.stragglers.settle(timeout=1.0)
+                self.deliver([], stragglers=self.stragglers)
+            except Exception:
+                log.exception("webhook delivery loop: stopping")
             connection.close()
 
     def take(self) -> list[int]:
         """The endpoints of every waiting entry, in order, each once ([] after a wait)."""
         client = _redis()
+        wait = self.STRAGGLER_POLL if self.stragglers else self.WAIT_SECONDS
         if client is None:
-            self.stopping.wait(self.WAIT_SECONDS)
+            self.stopping.wait(wait)
             return []
-        first = client.blpop([WAKE_KEY], timeout=self.WAIT_SECONDS)
+        first = client.blpop([WAKE_KEY], timeout=wait)
         if first is None:
             return []
         entries = [first[1], *(client.lpop(WAKE_KEY, WAKE_BATCH - 1) or [])]
@@ -500,6 +511,39 @@ def retry_runs_started(webhook_ids) -> None:
         client.delete(*(RETRY_KEY.format(webhook_id) for webhook_id in webhook_ids))
 
 
+RETRY_SLOT_KEY = "parkweb:webhook:retrying:{}"  # per tenant: its retry run going on
+RETRY_SLOT_WAIT = 1.0  # seconds a retry run waits while its tenant has another going on
+
+
+@contextmanager
+def tenant_retry_slot(webhook_id: int) -> Iterator[bool]:
+    """A tenant's retry runs go one at a time, in all the workers together: yields False
+    when another of the tenant's is going on (the caller runs later). A retry of a dead
+    receiver holds its worker process up to PARKWEB_WEBHOOK_TIMEOUT; so a tenant's dead
+    receivers hold one process at a time, never all of them. The slot lapses if its
+    holder dies. Without Redis (the embedded mode, one process): always True."""
+    client = _redis()
+    tenant_id = Webhook.objects.filter(pk=webhook_id).values_list("tenant_id", flat=True).first()
+    if client is None or tenant_id is None:
+        yield True
+        return
+    key, token = RETRY_SLOT_KEY.format(tenant_id), uuid.uuid4().hex
+    lease = int(SEND_BUDGET + settings.PARKWEB_WEBHOOK_TIMEOUT) + RETRY_SLACK
+    if not client.set(key, token, nx=True, ex=lease):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        client.eval(_RELEASE_IF_OURS, 1, key, token)
+
+
+_RELEASE_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 _clients: dict[str, object] = {}
 
 
@@ -538,6 +582,98 @@ def retry_delay(attempts: int) -> float:
 CHUNK = 20  # deliveries per endpoint sent between two commits of the log
 ROUNDS = 10  # chunks per endpoint a run sends before handing over to a fresh run
 RECHECKS = 5  # times a run takes on what was queued while it held the locks
+SEND_BUDGET = 1.0  # seconds a run starts sends; then a fresh run goes on (at once)
+PATIENCE = 0.25  # seconds a loop's round waits for its slowest send (Stragglers)
+STRAGGLERS_PER_TENANT = 2  # a tenant's sends a loop lets go on alone; then its others wait
+
+
+class Stragglers:
+    """A delivery loop's sends that outlast their round (PATIENCE seconds: a slow or
+    hanging receiver), so that one tenant's receiver never holds up the deliveries of
+    the rest: each goes on alone in its thread, its endpoint locked by the loop's
+    connection, while the loop delivers the others; the loop's next run writes what it
+    sent and lets the endpoint go (webhooks_deliver). From then on the rounds it is in do
+    not wait for it at all, until a send of its is quick again (slow()).
+
+    A tenant has at most `per_tenant` endpoints going on alone (a round may leave more at
+    once, up to the endpoints it sent to); while it has that many, its other endpoints'
+    deliveries are held back until one finishes: they wait for their own tenant only. A
+    process has at most `limit` (4 x PARKWEB_WEBHOOK_THREADS): beyond that, a round
+    waits for its slow sends as it did before."""
+
+    def __init__(self, limit: int | None = None, per_tenant: int = STRAGGLERS_PER_TENANT):
+        self.limit = 4 * settings.PARKWEB_WEBHOOK_THREADS if limit is None else limit
+        self.per_tenant = per_tenant
+        self._sending: dict[int, tuple[list[WebhookDelivery], Future]] = {}
+        self._held_back: dict[int, set[int]] = {}  # tenant: its endpoints waiting
+        self._slow: set[int] = set()  # endpoints whose last sends outlasted PATIENCE
+
+    def slow(self) -> set[int]:
+        """Endpoints whose last sends outlasted PATIENCE: a round does not wait for them
+        at all (a slow receiver would make every round it is in wait), until a send of
+        theirs is quick again."""
+        return set(self._slow)
+
+    def __len__(self) -> int:
+        return len(self._sending)
+
+    def sending(self) -> set[int]:
+        return set(self._sending)
+
+    def waiting(self) -> set[int]:
+        return set().union(*self._held_back.values())
+
+    def room(self) -> int:
+        return max(self.limit - len(self._sending), 0)
+
+    def add(self, queue: list[WebhookDelivery], future: Future) -> None:
+        self._sending[queue[0].webhook_id] = (queue, future)
+        if len(self._slow) >= 10_000:  # endpoints deleted meanwhile, say
+            self._slow.clear()
+        self._slow.add(queue[0].webhook_id)
+
+    def _count(self, tenant_id: int) -> int:
+        return sum(q[0].webhook.tenant_id == tenant_id for q, _ in self._sending.values())
+
+    def hold_back(self, queues: dict[int, list[WebhookDelivery]]) -> list[int]:
+        """Those of a round's endpoints whose tenant has its share going on alone: they
+        wait (ready() gives them back once it has not)."""
+        held = []
+        for webhook_id, chunk in queues.items():
+            tenant_id = chunk[0].webhook.tenant_id
+            if self._count(tenant_id) >= self.per_tenant:
+                self._held_back.setdefault(tenant_id, set()).add(webhook_id)
+                held.append(webhook_id)
+        return held
+
+    def ready(self) -> set[int]:
+        """Held-back endpoints whose tenant is below its share again (handed back once)."""
+        ready: set[int] = set()
+        for tenant_id in list(self._held_back):
+            if self._count(tenant_id) < self.per_tenant:
+                ready |= self._held_back.pop(tenant_id)
+        return ready
+
+    def finished(self) -> dict[int, tuple[list[WebhookDelivery], Sent]]:
+        """The sends done since last asked, each with its chunk (taken out of here). A
+        send that raised counts as having sent nothing: its events go again."""
+        done = {}
+        for webhook_id, (chunk, future) in list(self._sending.items()):
+            if future.done():
+                del self._sending[webhook_id]
+                try:
+                    done[webhook_id] = (chunk, future.result())
+                except Exception:
+                    log.exception("webhook %s: sending failed", webhook_id)
+                    done[webhook_id] = (chunk, ([], None))
+                answers = done[webhook_id][1][0]
+                if sum(answer.seconds for _, answer in answers) < PATIENCE:
+                    self._slow.discard(webhook_id)  # quick again: waited for again
+        return done
+
+    def settle(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for every send going on (a loop that stops)."""
+        wait_for([future for _, future in self._sending.values()], timeout=timeout)
 
 
 def webhook_deliver(webhook_id: int) -> float | None:
@@ -545,7 +681,9 @@ def webhook_deliver(webhook_id: int) -> float | None:
     return webhooks_deliver([webhook_id])[webhook_id]
 
 
-def webhooks_deliver(webhook_ids, *, retries: bool = True) -> dict[int, float | None]:
+def webhooks_deliver(
+    webhook_ids, *, retries: bool = True, stragglers: Stragglers | None = None
+) -> dict[int, float | None]:
     """Deliver these endpoints' queues, head first, side by side. For each endpoint: the
     seconds until its head's next try when it failed (the task schedules a run for
     then), 0 when it has more than one run sends, or None when its queue is empty, it is
@@ -553,15 +691,43 @@ def webhooks_deliver(webhook_ids, *, retries: bool = True) -> dict[int, float | 
 
     `retries=False` (the delivery loops): a head that failed before is not sent here but
     left to its retry run, so that a receiver that hangs holds up a loop, and the other
-    endpoints of its batch, at most once per failure, not at every retry."""
-    waits: dict[int, float | None] = dict.fromkeys(webhook_ids)
-    todo = set(waits)
+    endpoints of its batch, at most once per failure, not at every retry.
+
+    `stragglers` (the delivery loops): a send still going PATIENCE seconds into its round
+    is left to finish in its thread, its endpoint kept locked; this run goes on without
+    it, and a later run of the same loop writes what it did (Stragglers). Its endpoint,
+    and those of its tenant while the tenant is at its share, are then not in the answer:
+    their wake-ups come from the loop."""
+    todo = set(webhook_ids)
+    waits: dict[int, float | None] = {}
+    if stragglers is not None:
+        finished = stragglers.finished()
+        try:
+            waits.update(_record(finished))
+        finally:  # written or not (then sent again), their endpoints are let go
+            webhook_locks_release(finished.keys())
+        # An endpoint done now may have been queued for meanwhile: looked at below.
+        todo |= {webhook_id for webhook_id, wait in waits.items() if wait is None}
+        todo |= stragglers.ready()
+        todo -= stragglers.sending()  # its lock is this connection's already: never twice
+    waits.update(dict.fromkeys(todo))
+    until = time.monotonic() + SEND_BUDGET
     for _ in range(RECHECKS):
-        with webhook_locks(todo) as held:
-            done = _deliver_queues(held, retries)
+        if not todo:
+            return waits
+        if time.monotonic() > until:
+            break
+        kept: set[int] = set()
+        with webhook_locks(todo, kept) as held:
+            done = _deliver_queues(held, until, retries, stragglers, kept)
         waits.update(done)
+        if stragglers is not None:  # left to finish alone, or waiting for their tenant
+            for webhook_id in stragglers.sending() | stragglers.waiting():
+                waits.pop(webhook_id, None)
         # Queued while this run held the locks, by runs that found them held and left.
         todo = _due({webhook_id for webhook_id, wait in done.items() if wait is None})
+        if stragglers is not None:
+            todo = (todo | stragglers.ready()) - stragglers.sending()
         if not todo:
             return waits
     waits.update(dict.fromkeys(todo, 0.0))
@@ -597,26 +763,41 @@ def _due_endpoints():
     )
 
 
-def _deliver_queues(webhook_ids: set[int], retries: bool = True) -> dict[int, float | None]:
-    """Up to ROUNDS chunks of each endpoint's queue: every round reads the heads of all
-    the queues in one query, sends them (one thread per endpoint), and writes what
-    happened into the log in one statement. A worker that dies mid-round sends that
-    round's events again (at least once; receivers deduplicate on the event id)."""
+def _deliver_queues(
+    webhook_ids: set[int],
+    until: float,
+    retries: bool = True,
+    stragglers: Stragglers | None = None,
+    kept: set[int] | None = None,
+) -> dict[int, float | None]:
+    """Up to ROUNDS chunks of each endpoint's queue, until `until`: every round
+    reads the heads of all the queues in one query, sends them (one thread per endpoint),
+    and writes what happened into the log in one statement. A worker that dies mid-round
+    sends that round's events again (at least once; receivers deduplicate on the event
+    id). With `stragglers`, the endpoints whose sends outlast PATIENCE are handed to them
+    and added to `kept` (their locks stay held)."""
     waits: dict[int, float | None] = dict.fromkeys(webhook_ids)
     going = set(webhook_ids)
     for _ in range(ROUNDS):
         queues = _heads(going)
+        if stragglers is not None:
+            for webhook_id in stragglers.hold_back(queues):
+                del queues[webhook_id]
+                waits.pop(webhook_id)
         if not queues:
             return waits
-        tried, given_up = [], []
-        for webhook_id, (answers, not_before) in _send_all(queues, retries).items():
-            waits[webhook_id], gave_up = _outcome(answers, not_before)
-            tried += [delivery for delivery, _ in answers]
-            if gave_up is not None:
-                given_up.append((queues[webhook_id][0].webhook, gave_up))
-        _log(tried)
-        for webhook, delivery in given_up:
-            _pause(webhook, delivery)
+        if stragglers is None:
+            sent, slow = _send_all(queues, retries, until)
+        else:
+            sent, slow = _send_all(queues, retries, until, PATIENCE, stragglers.slow())
+        if slow:  # beyond the process's room, waited for here
+            for webhook_id in sorted(slow)[stragglers.room() :]:
+                sent[webhook_id] = slow.pop(webhook_id).result()
+        waits.update(_record({hook: (queues[hook], sent[hook]) for hook in sent}))
+        for webhook_id, future in slow.items():
+            stragglers.add(queues.pop(webhook_id), future)
+            kept.add(webhook_id)
+            waits.pop(webhook_id)
         going = {
             webhook_id
             for webhook_id, queue in queues.items()
@@ -624,7 +805,26 @@ def _deliver_queues(webhook_ids: set[int], retries: bool = True) -> dict[int, fl
         }
         if not going:
             return waits
+        if time.monotonic() > until:
+            break
     waits.update(dict.fromkeys(going, 0.0))
+    return waits
+
+
+def _record(sent: dict[int, tuple[list[WebhookDelivery], Sent]]) -> dict[int, float | None]:
+    """Write what a round's sends did into the log (one statement), pause the endpoints
+    whose head was given up, and say for each endpoint: the seconds before its head is
+    tried again (0: at once), or None."""
+    waits: dict[int, float | None] = {}
+    tried, given_up = [], []
+    for webhook_id, (chunk, (answers, not_before)) in sent.items():
+        waits[webhook_id], gave_up = _outcome(answers, not_before)
+        tried += [delivery for delivery, _ in answers]
+        if gave_up is not None:
+            given_up.append((chunk[0].webhook, gave_up))
+    _log(tried)
+    for webhook, delivery in given_up:
+        _pause(webhook, delivery)
     return waits
 
 
@@ -693,40 +893,60 @@ def _due_sql(vendor: str, count: int) -> str:
 Sent = tuple[list[tuple[WebhookDelivery, "webhooks.Answer"]], datetime | None]
 
 
-def _send_all(queues: dict[int, list[WebhookDelivery]], retries: bool = True) -> dict[int, Sent]:
-    """Each endpoint's chunk, head first, the endpoints side by side in threads. No
-    database in the threads: what was sent is recorded afterwards, here."""
+def _send_all(
+    queues: dict[int, list[WebhookDelivery]],
+    retries: bool = True,
+    until: float | None = None,
+    patience: float | None = None,
+    slow: set[int] = frozenset(),
+) -> tuple[dict[int, Sent], dict[int, Future]]:
+    """Each endpoint's chunk, head first, the endpoints side by side in threads: what
+    each sent, and (with `patience`) the sends still going that many seconds in, left
+    running; those of the `slow` endpoints are not waited for at all. No database in
+    the threads: what was sent is recorded afterwards, here."""
     options = {
         "debug": settings.DEBUG,
         "timeout": settings.PARKWEB_WEBHOOK_TIMEOUT,
         "ca_file": settings.PARKWEB_WEBHOOK_CA_FILE or None,
         "retries": retries,
+        "until": until,
     }
     jobs = {
         webhook_id: (queue[0].webhook, queue, _secret(queue[0].webhook))
         for webhook_id, queue in queues.items()
     }
-    if len(jobs) == 1:
+    if len(jobs) == 1 and patience is None:
         ((webhook_id, job),) = jobs.items()
-        return {webhook_id: _send_queue(*job, dict(options))}
+        return {webhook_id: _send_queue(*job, dict(options))}, {}
     pool = _process_local().pool
     futures = {
         webhook_id: pool.submit(_send_queue, *job, dict(options))
         for webhook_id, job in jobs.items()
     }
-    return {webhook_id: future.result() for webhook_id, future in futures.items()}
+    if patience is not None:
+        wait_for([f for hook, f in futures.items() if hook not in slow], timeout=patience)
+    sent = {
+        webhook_id: future.result()
+        for webhook_id, future in futures.items()
+        if patience is None or future.done()
+    }
+    return sent, {webhook_id: futures[webhook_id] for webhook_id in futures.keys() - sent.keys()}
 
 
 HAND_OVER = timedelta(milliseconds=50)  # a failed head left to its retry run: run it then
 
 
 def _send_queue(webhook: Webhook, queue: list[WebhookDelivery], secret: str, options) -> Sent:
-    """Send a chunk, head first, until one fails or is not due yet (its time returned).
+    """Send a chunk, head first, until one fails or is not due yet (its time returned),
+    or the run's time (`until`) is spent (now returned: the rest go in a fresh run).
     Without `retries`, a head that failed before counts as not due (see webhooks_deliver)."""
     answers = []
     sender = _process_local().sender
     retries = options.pop("retries", True)
+    until = options.pop("until", None)
     for delivery in queue:
+        if answers and until is not None and time.monotonic() > until:
+            return answers, timezone.now()
         if delivery.next_attempt_at and delivery.next_attempt_at > timezone.now():
             return answers, delivery.next_attempt_at
         if delivery.attempts and not retries:
@@ -849,8 +1069,9 @@ class _ProcessLocal:
     def __init__(self):
         self.pid = os.getpid()
         self.sender = webhooks.Sender()
-        self.pool = ThreadPoolExecutor(
-            max_workers=settings.PARKWEB_WEBHOOK_THREADS, thread_name_prefix="parkweb-webhook"
+        threads = settings.PARKWEB_WEBHOOK_THREADS
+        self.pool = ThreadPoolExecutor(  # and room for a loop's Stragglers (made as needed)
+            max_workers=threads + 4 * threads, thread_name_prefix="parkweb-webhook"
         )
         self.swept = time.monotonic()
 

@@ -23,22 +23,6 @@ from tests.factories import make_delivery
 from tests.receiver import Receiver
 
 
-@pytest.fixture
-def receiver():
-    found = Receiver()
-    yield found
-    found.close()
-
-
-@pytest.fixture
-def fast(settings):
-    settings.DEBUG = True  # plain http to this machine: the receiver
-    settings.PARKWEB_WEBHOOK_TIMEOUT = 1
-    settings.PARKWEB_WEBHOOK_RETRY_BASE = 0.05
-    settings.PARKWEB_WEBHOOK_RETRY_MAX = 0.1
-    return settings
-
-
 @pytest.mark.parametrize(
     ("url", "debug", "why"),
     [
@@ -404,18 +388,6 @@ def test_a_run_reads_the_same_heads_and_due_endpoints_as_the_orm_would(db, acme,
         == {long.pk, mixed.pk}
         == set(services.webhooks._due_endpoints().filter(webhook_id__in=everyone))
     )
-
-
-@pytest.fixture
-def wake_list():
-    """The wake list in the tests' Redis, empty before and after."""
-    from lots.services.webhooks import WAKE_KEY, _redis
-
-    client = _redis()
-    assert client is not None, "the tests run with a Redis broker"
-    client.delete(WAKE_KEY)
-    yield client
-    client.delete(WAKE_KEY)
 
 
 def test_a_loop_takes_every_waiting_entry_at_once_each_endpoint_once_in_order(wake_list):
