@@ -3,7 +3,7 @@ endpoints on a loopback receiver, while boards watch the same events.
 
     .venv/bin/python bench/webhooks.py [--rate 50] [--seconds 20] [--tenants 20]
         [--endpoints 100] [--clients 100] [--webhook-workers 2] [--priority idle]
-        [--rounds 4] [--warm-up 4] [--smoke]
+        [--rounds 4] [--warm-up 4] [--slow-tenant SECONDS] [--smoke]
 
 The production shape on one machine: daphne serving the boards, one Celery worker running
 the AMI watcher (and deploys), `--webhook-workers` workers serving the deliveries' own
@@ -23,6 +23,12 @@ floor. Prints, for the deliveries, p50/p95/p99/max from the floor to the receive
 and duplicate deliveries, and each event's order per endpoint; for the boards, the same
 figures of bench/live.py on both sides and their ratio. Every wait is bounded; a wrong
 count makes it exit non-zero. `--smoke`: a few seconds, a few endpoints.
+
+`--slow-tenant SECONDS`: the first tenant's receiver answers each delivery that many
+seconds late (a slow CRM), more than its endpoints' share of the events can keep up with.
+The other tenants' deliveries are then reported apart: a slow receiver must hold up its
+own tenant only. The slow tenant's are judged for duplicates and order, not for loss (its
+queue grows while the load lasts).
 """
 
 from __future__ import annotations
@@ -77,6 +83,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--warm-up", type=float, default=4, help="seconds of load first, not measured"
     )
+    parser.add_argument(
+        "--slow-tenant",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="the first tenant's receiver answers this late (0: at once, as the others)",
+    )
     parser.add_argument("--smoke", action="store_true", help="small counts, a few seconds")
     args = parser.parse_args()
     if args.smoke:
@@ -93,6 +106,7 @@ PLACE = place(
 )
 DRAIN_SECONDS = 3 if ARGS.smoke else 6  # after the last call: its hang-up, deliveries
 ROUND_SECONDS = ARGS.seconds / ARGS.rounds  # each side's share of a round
+SLOW_PATHS = b"/t0/"  # --slow-tenant: the receiver paths of the first tenant's endpoints
 
 os.environ["DATABASE_URL"] = PLACE.database_url
 os.environ["REDIS_URL"] = PLACE.redis_url
@@ -143,7 +157,15 @@ class _Answering(asyncio.Protocol):
                 return  # the body is on its way
             body = self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
-            self.records.append((head[0].split(b" ")[1].decode(), body, time.time()))
+            path = head[0].split(b" ")[1]
+            self.records.append((path.decode(), body, time.time()))
+            if ARGS.slow_tenant and path.startswith(SLOW_PATHS):
+                asyncio.get_running_loop().call_later(ARGS.slow_tenant, self.answer)
+            else:
+                self.answer()
+
+    def answer(self) -> None:
+        if not self.transport.is_closing():
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
@@ -419,7 +441,10 @@ def main() -> None:
         def off_side() -> None:
             alone.append(asyncio.run(load(box, sessions, PLACE.web_port, ROUND_SECONDS)))
             ours.send("dump")
-            stray.extend(ours.recv())  # nothing may arrive while every endpoint is inactive
+            for delivery in ours.recv():  # nothing may arrive while every endpoint is inactive
+                # but the slow tenant's last sends of the side before, answered late
+                late = ARGS.slow_tenant and delivery[0].startswith(SLOW_PATHS.decode())
+                (got if late else stray).append(delivery)
             box.hangup_all()
 
         def on_side() -> None:
@@ -446,7 +471,10 @@ def main() -> None:
             stop(web)
         box.hangup_all()
         box.stop()
-    sent = deliveries(both, got, paths)
+    slow = {path for path, slug in paths.items() if ARGS.slow_tenant and slug == "t0"}
+    others = {path: slug for path, slug in paths.items() if path not in slow}
+    sent = deliveries(both, [g for g in got if g[0] in others], others)
+    late = deliveries(both, [g for g in got if g[0] in slow], {path: "t0" for path in slow})
     print(f"database: {PLACE.database_url.split('@')[-1]}  layer and broker: Redis")
     print(
         f"{ARGS.endpoints} endpoints and {ARGS.clients} boards over {ARGS.tenants} tenants; "
@@ -454,12 +482,18 @@ def main() -> None:
         f"{ARGS.rate:g}/s for {ARGS.seconds:g} s, in {ARGS.rounds} round(s) of off then on "
         f"after {ARGS.warm_up:g} s of warm-up; {ARGS.webhook_workers} delivery worker(s)"
     )
+    if slow:
+        print(f"tenant t0's {len(slow)} endpoints answer {ARGS.slow_tenant:g} s late")
     print(
         "| from the event on a raw AMI connection to | count | p50 ms | p95 ms | p99 ms "
         "| max ms | |"
     )
     print("|---|---|---|---|---|---|---|")
-    print(row("the receiver (webhooks)", sent["latencies"], f"{sent['out_of_order']} out of order"))
+    label = "the receiver, the other tenants" if slow else "the receiver (webhooks)"
+    print(row(label, sent["latencies"], f"{sent['out_of_order']} out of order"))
+    if slow:
+        late_order = f"{late['out_of_order']} out of order"
+        print(row("the receiver, the slow tenant", late["latencies"], late_order))
     print(row("a board, webhooks off", alone["boards"], ""))
     print(row("a board, webhooks on", both["boards"], ""))
     if alone["boards"] and both["boards"]:
@@ -471,11 +505,21 @@ def main() -> None:
         counts("board frames with webhooks", **both["board_counts"]),
         not stray,
     ]
+    if slow:
+        c = late["counts"]
+        print(
+            f"the slow tenant's deliveries: {c['seen']} of {c['expected']} arrived by the end "
+            f"of each side's drain, {c['duplicate']} duplicate, {c['errors']} unexpected"
+        )
+        right.append(not c["duplicate"] and not c["errors"])
     if stray:
         print(f"{len(stray)} deliveries reached the receiver while every endpoint was inactive")
-    if sent["out_of_order"]:
+    if sent["out_of_order"] or late["out_of_order"]:
         right.append(False)
-        print(f"{sent['out_of_order']} deliveries reached their endpoint out of order")
+        print(
+            f"{sent['out_of_order'] + late['out_of_order']} deliveries reached their endpoint "
+            "out of order"
+        )
     print(
         "targets: webhook p99 <= 250 ms, 0 lost, 0 duplicate, in order per endpoint; the "
         "boards' p99 no worse with webhooks on"
