@@ -118,13 +118,22 @@ def make_delivery(
     status: str = "pending",
     event_type: str = "test",
 ) -> WebhookDelivery:
-    """One row of the webhook log: an event that happened `age` ago, for `webhook`."""
+    """One row of the webhook log: an event that happened `age` ago, for `webhook`, its
+    body as parkweb builds one (an event without a lot or call)."""
+    occurred_at = timezone.now() - age
+    payload = {
+        "id": event_id,
+        "type": event_type,
+        "time": occurred_at.isoformat(),
+        "tenant": webhook.tenant.slug,
+        "lot": None,
+    }
     return WebhookDelivery.objects.create(
         webhook=webhook,
         event_id=event_id,
         event_type=event_type,
-        occurred_at=timezone.now() - age,
-        payload={"id": event_id},
+        occurred_at=occurred_at,
+        payload=payload,
         status=status,
     )
 

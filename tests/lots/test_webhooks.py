@@ -182,6 +182,35 @@ def test_the_api_shows_the_secret_once_and_keeps_tenants_apart(admins, settings)
     assert other.post(f"/api/v1/tenants/globex/webhooks/{hook}/test/").status_code == 404
 
 
+def test_the_apis_delivery_log_pages_on_without_repeating_or_counting_the_log(admins, acme):
+    """Newest first, a page at a time by `next`: rows that arrive meanwhile shift
+    nothing, no page counts the whole log, and `limit` is capped."""
+    hook, _ = make_webhook(acme, "https://crm.example.com/parking")
+    for n in range(120):
+        make_delivery(hook, f"evt_{n:03}", age=timedelta(seconds=1000 - n))
+    api, seen = admins["acme"], []
+    url = f"/api/v1/tenants/acme/webhooks/{hook.pk}/deliveries/?limit=50"
+    with CaptureQueriesContext(connection) as queries:
+        while url:
+            page = api.get(url)
+            assert page.status_code == 200, page.content
+            assert "count" not in page.json()
+            seen += [row["event_id"] for row in page.json()["results"]]
+            if len(seen) == 50:  # a new delivery arrives between two pages
+                make_delivery(hook, "evt_new")
+            url = page.json()["next"]
+    assert seen == [f"evt_{n:03}" for n in reversed(range(120))]  # once each, newest first
+    assert not [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
+    first = api.get(f"/api/v1/tenants/acme/webhooks/{hook.pk}/deliveries/?limit=100000")
+    assert len(first.json()["results"]) == 121 and first.json()["results"][0]["event_id"] == (
+        "evt_new"
+    )
+    assert (
+        api.get(f"/api/v1/tenants/acme/webhooks/{hook.pk}/deliveries/?cursor=garbage").status_code
+        == 404
+    )
+
+
 @pytest.mark.parametrize(
     ("url", "why"),
     [

@@ -5,7 +5,6 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -16,16 +15,8 @@ from tenants.scoping import scoped
 from ... import selectors, services, snippets
 from ...models import ParkingLot
 from .. import serializers as s
+from ..pagination import LotPages
 from .base import TenantScoped, deployment_link, json_object, latest_deployment
-
-
-class LotPages(CursorPagination):
-    """Keyset pages by slug: page 200 costs what page 1 does, however many lots."""
-
-    ordering = "slug"
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 500
 
 
 def _lots(tenant: Tenant):

@@ -14,6 +14,7 @@ from tenants.scoping import scoped
 from ... import services
 from ...models import Webhook, WebhookDelivery
 from .. import serializers as s
+from ..pagination import LogPages
 from .base import TenantScoped, json_object
 
 
@@ -66,13 +67,14 @@ class WebhookDetail(WebhookScoped, APIView):
 
 
 class WebhookDeliveries(WebhookScoped, generics.ListAPIView):
-    """The endpoint's delivery log, newest first."""
+    """The endpoint's delivery log, newest first, a page at a time: follow `next`
+    (`limit`: rows a page, at most 500)."""
 
     serializer_class = s.WebhookDeliverySerializer
+    pagination_class = LogPages
 
     def get_queryset(self):
-        webhook = self.webhook(self.kwargs["pk"])
-        return WebhookDelivery.objects.filter(webhook=webhook).order_by("-occurred_at", "-pk")
+        return WebhookDelivery.objects.filter(webhook=self.webhook(self.kwargs["pk"]))
 
 
 class WebhookTest(WebhookScoped, APIView):
