@@ -3,7 +3,7 @@ endpoints on a loopback receiver, while boards watch the same events.
 
     .venv/bin/python bench/webhooks.py [--rate 50] [--seconds 20] [--tenants 20]
         [--endpoints 100] [--clients 100] [--webhook-workers 2] [--priority idle]
-        [--rounds 4] [--warm-up 4] [--slow-tenant SECONDS] [--smoke]
+        [--rounds 4] [--warm-up 4] [--slow-answer SECONDS] [--slow-tenants 1] [--smoke]
 
 The production shape on one machine: daphne serving the boards, one Celery worker running
 the AMI watcher (and deploys), `--webhook-workers` workers serving the deliveries' own
@@ -24,11 +24,11 @@ and duplicate deliveries, and each event's order per endpoint; for the boards, t
 figures of bench/live.py on both sides and their ratio. Every wait is bounded; a wrong
 count makes it exit non-zero. `--smoke`: a few seconds, a few endpoints.
 
-`--slow-tenant SECONDS`: the first tenant's receiver answers each delivery that many
-seconds late (a slow CRM), more than its endpoints' share of the events can keep up with.
-The other tenants' deliveries are then reported apart: a slow receiver must hold up its
-own tenant only. The slow tenant's are judged for duplicates and order, not for loss (its
-queue grows while the load lasts).
+`--slow-answer SECONDS`: the first `--slow-tenants` tenants' receivers answer each
+delivery that many seconds late (a slow CRM), more than their endpoints' share of the
+events can keep up with. The other tenants' deliveries are then reported apart: a slow
+receiver must hold up its own tenant only. The slow tenants' are judged for duplicates
+and order, not for loss (their queues grow while the load lasts).
 """
 
 from __future__ import annotations
@@ -84,12 +84,13 @@ def arguments() -> argparse.Namespace:
         "--warm-up", type=float, default=4, help="seconds of load first, not measured"
     )
     parser.add_argument(
-        "--slow-tenant",
+        "--slow-answer",
         type=float,
         default=0,
         metavar="SECONDS",
-        help="the first tenant's receiver answers this late (0: at once, as the others)",
+        help="the slow tenants' receivers answer this late (0: none is slow)",
     )
+    parser.add_argument("--slow-tenants", type=int, default=1, help="with --slow-answer")
     parser.add_argument("--smoke", action="store_true", help="small counts, a few seconds")
     args = parser.parse_args()
     if args.smoke:
@@ -106,7 +107,13 @@ PLACE = place(
 )
 DRAIN_SECONDS = 3 if ARGS.smoke else 6  # after the last call: its hang-up, deliveries
 ROUND_SECONDS = ARGS.seconds / ARGS.rounds  # each side's share of a round
-SLOW_PATHS = b"/t0/"  # --slow-tenant: the receiver paths of the first tenant's endpoints
+# --slow-answer: the receiver paths of the slow tenants' endpoints start so
+SLOW_PATHS = tuple(f"/t{n}/" for n in range(ARGS.slow_tenants if ARGS.slow_answer else 0))
+
+
+def is_slow(path: str) -> bool:
+    return bool(SLOW_PATHS) and path.startswith(SLOW_PATHS)
+
 
 os.environ["DATABASE_URL"] = PLACE.database_url
 os.environ["REDIS_URL"] = PLACE.redis_url
@@ -159,8 +166,8 @@ class _Answering(asyncio.Protocol):
             self.buffer = self.buffer[end + 4 + length :]
             path = head[0].split(b" ")[1]
             self.records.append((path.decode(), body, time.time()))
-            if ARGS.slow_tenant and path.startswith(SLOW_PATHS):
-                asyncio.get_running_loop().call_later(ARGS.slow_tenant, self.answer)
+            if is_slow(path.decode()):
+                asyncio.get_running_loop().call_later(ARGS.slow_answer, self.answer)
             else:
                 self.answer()
 
@@ -443,7 +450,7 @@ def main() -> None:
             ours.send("dump")
             for delivery in ours.recv():  # nothing may arrive while every endpoint is inactive
                 # but the slow tenant's last sends of the side before, answered late
-                late = ARGS.slow_tenant and delivery[0].startswith(SLOW_PATHS.decode())
+                late = is_slow(delivery[0])
                 (got if late else stray).append(delivery)
             box.hangup_all()
 
@@ -471,10 +478,10 @@ def main() -> None:
             stop(web)
         box.hangup_all()
         box.stop()
-    slow = {path for path, slug in paths.items() if ARGS.slow_tenant and slug == "t0"}
+    slow = {path: slug for path, slug in paths.items() if is_slow(path)}
     others = {path: slug for path, slug in paths.items() if path not in slow}
     sent = deliveries(both, [g for g in got if g[0] in others], others)
-    late = deliveries(both, [g for g in got if g[0] in slow], {path: "t0" for path in slow})
+    late = deliveries(both, [g for g in got if g[0] in slow], slow)
     print(f"database: {PLACE.database_url.split('@')[-1]}  layer and broker: Redis")
     print(
         f"{ARGS.endpoints} endpoints and {ARGS.clients} boards over {ARGS.tenants} tenants; "
@@ -483,7 +490,9 @@ def main() -> None:
         f"after {ARGS.warm_up:g} s of warm-up; {ARGS.webhook_workers} delivery worker(s)"
     )
     if slow:
-        print(f"tenant t0's {len(slow)} endpoints answer {ARGS.slow_tenant:g} s late")
+        print(
+            f"{len(SLOW_PATHS)} tenant(s)' {len(slow)} endpoints answer {ARGS.slow_answer:g} s late"
+        )
     print(
         "| from the event on a raw AMI connection to | count | p50 ms | p95 ms | p99 ms "
         "| max ms | |"
@@ -493,7 +502,7 @@ def main() -> None:
     print(row(label, sent["latencies"], f"{sent['out_of_order']} out of order"))
     if slow:
         late_order = f"{late['out_of_order']} out of order"
-        print(row("the receiver, the slow tenant", late["latencies"], late_order))
+        print(row("the receiver, the slow tenants", late["latencies"], late_order))
     print(row("a board, webhooks off", alone["boards"], ""))
     print(row("a board, webhooks on", both["boards"], ""))
     if alone["boards"] and both["boards"]:
@@ -508,7 +517,7 @@ def main() -> None:
     if slow:
         c = late["counts"]
         print(
-            f"the slow tenant's deliveries: {c['seen']} of {c['expected']} arrived by the end "
+            f"the slow tenants' deliveries: {c['seen']} of {c['expected']} arrived by the end "
             f"of each side's drain, {c['duplicate']} duplicate, {c['errors']} unexpected"
         )
         right.append(not c["duplicate"] and not c["errors"])
