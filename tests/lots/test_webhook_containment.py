@@ -18,7 +18,7 @@ from lots.tasks import deliver_run
 from tenants.actors import SYSTEM
 from tests.receiver import Receiver
 
-SLOW = 1.5  # seconds the slow receiver takes to answer (within the timeout below)
+SLOW = 2.0  # seconds the slow receiver takes to answer (within the timeout below)
 
 
 @pytest.fixture
@@ -85,14 +85,15 @@ def test_a_slow_receiver_holds_up_neither_the_loop_nor_another_tenant(
     woken = time.monotonic()
     webhooks_wake([quick.pk])
     assert wait_until(lambda: receiver.received, 2)
-    # Before: the loop sent acme's three events one after the other, 4.5 s, first.
-    assert time.monotonic() - woken < 1.0
+    # Before: the loop sent acme's three events one after the other, 6 s, first.
+    assert time.monotonic() - woken < 1.2
     assert len(slow_receiver.received) == 1  # acme's first is still being answered
     assert wait_until(lambda: not WebhookDelivery.objects.filter(status="pending").exists(), 10)
     assert [got.event["n"] for got in slow_receiver.received] == [0, 1, 2]  # once each, in order
     assert set(slow.deliveries.values_list("status", "attempts")) == {("delivered", 1)}
-    assert wait_until(lambda: not loop.stragglers, 2)
-    assert is_free(slow.pk) and is_free(quick.pk)
+    # Let go once its last send is written (the loop writes, then lets go).
+    assert wait_until(lambda: is_free(slow.pk) and is_free(quick.pk), 2)
+    assert not loop.stragglers
 
 
 def test_a_tenant_has_at_most_two_sends_going_on_alone_its_others_wait(
@@ -117,7 +118,7 @@ def test_a_tenant_has_at_most_two_sends_going_on_alone_its_others_wait(
     assert time.monotonic() - started > 0.5  # after one of the two finished
     assert slow_receiver.most_busy == 2
     assert wait_until(lambda: not WebhookDelivery.objects.filter(status="pending").exists(), 5)
-    assert all(is_free(hook.pk) for hook in acme_hooks)
+    assert wait_until(lambda: all(is_free(hook.pk) for hook in acme_hooks), 2)
 
 
 def test_a_hanging_receiver_is_cut_off_alone_and_its_head_left_to_its_retry_run(
@@ -131,7 +132,7 @@ def test_a_hanging_receiver_is_cut_off_alone_and_its_head_left_to_its_retry_run(
     monkeypatch.setattr(
         tasks.webhook_deliver, "apply_async", lambda args, countdown: retries.append(args)
     )
-    fast.PARKWEB_WEBHOOK_TIMEOUT = 1  # read by the loop at each round
+    fast.PARKWEB_WEBHOOK_TIMEOUT = 2  # read by the loop at each round
     hanging = Receiver()
     release = threading.Event()
     hanging.answer = lambda _: (release.wait(5), (200, {}))[1]
@@ -143,12 +144,12 @@ def test_a_hanging_receiver_is_cut_off_alone_and_its_head_left_to_its_retry_run(
         assert wait_until(lambda: hanging.received, 2)
         emit(globex, 1)
         webhooks_wake([quick.pk])
-        assert wait_until(lambda: receiver.received, 0.8)
+        assert wait_until(lambda: receiver.received, 1.2)  # before the timeout
         head = stuck.deliveries.get()
-        assert wait_until(lambda: (head.refresh_from_db(), head.attempts)[1] == 1, 3)
+        assert wait_until(lambda: (head.refresh_from_db(), head.attempts)[1] == 1, 4)
         assert head.status == "pending" and head.next_attempt_at is not None
         assert "timed out" in head.error.lower() or "timeout" in head.error.lower()
-        assert retries == [(stuck.pk,)]
+        assert wait_until(lambda: retries == [(stuck.pk,)], 2)  # once written, scheduled
         assert wait_until(lambda: is_free(stuck.pk), 1)
     finally:
         release.set()
@@ -259,7 +260,7 @@ def test_a_round_waits_no_more_for_an_endpoint_known_to_be_slow(
     emit(globex, 2)
     began = time.monotonic()
     waits = services.webhooks_deliver([slow.pk, quick.pk], retries=False, stragglers=stragglers)
-    assert time.monotonic() - began < 0.5  # not waited for this time
+    assert time.monotonic() - began < 0.8  # not waited for this time (PATIENCE: 1 s)
     assert waits == {quick.pk: None} and stragglers.sending() == {slow.pk}
     assert [got.event["n"] for got in receiver.received] == [2]
     assert wait_until(lambda: not slow_receiver.busy and len(slow_receiver.received) == 2, 3)
