@@ -63,3 +63,22 @@ def retention_settings(app_configs, **kwargs):
         for name in RETENTION
         if getattr(settings, name) < 1
     ]
+
+
+DELIVERY_LIMITS = {  # name: (the least it may be, what it is)
+    "PARKWEB_WEBHOOK_THREADS": (1, "a whole number, at least 1"),
+    "PARKWEB_WEBHOOK_STRAGGLERS_PER_TENANT": (1, "a whole number, at least 1"),
+    "PARKWEB_WEBHOOK_PATIENCE": (0.01, "a number of seconds, at least 0.01"),
+    "PARKWEB_WEBHOOK_SEND_BUDGET": (0.01, "a number of seconds, at least 0.01"),
+}
+
+
+@register("parkweb")
+def delivery_limits(app_configs, **kwargs):
+    """Webhook deliveries' limits that would stop them (no thread, a round that never
+    waits for a send, a run that sends nothing)."""
+    return [
+        Error(f"{name} must be {rule}.", id="parkweb.E005")
+        for name, (least, rule) in DELIVERY_LIMITS.items()
+        if getattr(settings, name) < least
+    ]

@@ -346,6 +346,15 @@ PARKWEB_WEBHOOK_LOG_DAYS = int(os.environ.get("PARKWEB_WEBHOOK_LOG_DAYS", "30"))
 # Endpoints a delivery worker process sends to at once (threads; each endpoint's events
 # still go one after the other, in order).
 PARKWEB_WEBHOOK_THREADS = int(os.environ.get("PARKWEB_WEBHOOK_THREADS", "8"))
+# How one tenant's slow receivers are kept from the others' deliveries: a delivery loop's
+# round waits PATIENCE seconds for its sends, then lets the slow ones go on alone (at
+# most STRAGGLERS_PER_TENANT of a tenant's endpoints at once; its others wait for them);
+# a run starts sends for SEND_BUDGET seconds, then hands the rest to a fresh run.
+PARKWEB_WEBHOOK_PATIENCE = float(os.environ.get("PARKWEB_WEBHOOK_PATIENCE", "0.25"))
+PARKWEB_WEBHOOK_STRAGGLERS_PER_TENANT = int(
+    os.environ.get("PARKWEB_WEBHOOK_STRAGGLERS_PER_TENANT", "2")
+)
+PARKWEB_WEBHOOK_SEND_BUDGET = float(os.environ.get("PARKWEB_WEBHOOK_SEND_BUDGET", "1"))
 # A Celery queue of their own for webhook deliveries (workers started with `-Q <it>`), so
 # slow receivers never hold back deploys; empty: the default queue every worker serves.
 PARKWEB_WEBHOOK_QUEUE = os.environ.get("PARKWEB_WEBHOOK_QUEUE", "")

@@ -528,7 +528,9 @@ def tenant_retry_slot(webhook_id: int) -> Iterator[bool]:
         yield True
         return
     key, token = RETRY_SLOT_KEY.format(tenant_id), uuid.uuid4().hex
-    lease = int(SEND_BUDGET + settings.PARKWEB_WEBHOOK_TIMEOUT) + RETRY_SLACK
+    lease = (
+        int(settings.PARKWEB_WEBHOOK_SEND_BUDGET + settings.PARKWEB_WEBHOOK_TIMEOUT) + RETRY_SLACK
+    )
     if not client.set(key, token, nx=True, ex=lease):
         yield False
         return
@@ -582,9 +584,6 @@ def retry_delay(attempts: int) -> float:
 CHUNK = 20  # deliveries per endpoint sent between two commits of the log
 ROUNDS = 10  # chunks per endpoint a run sends before handing over to a fresh run
 RECHECKS = 5  # times a run takes on what was queued while it held the locks
-SEND_BUDGET = 1.0  # seconds a run starts sends; then a fresh run goes on (at once)
-PATIENCE = 0.25  # seconds a loop's round waits for its slowest send (Stragglers)
-STRAGGLERS_PER_TENANT = 2  # a tenant's sends a loop lets go on alone; then its others wait
 
 
 class Stragglers:
@@ -601,9 +600,11 @@ class Stragglers:
     process has at most `limit` (4 x PARKWEB_WEBHOOK_THREADS): beyond that, a round
     waits for its slow sends as it did before."""
 
-    def __init__(self, limit: int | None = None, per_tenant: int = STRAGGLERS_PER_TENANT):
+    def __init__(self, limit: int | None = None, per_tenant: int | None = None):
         self.limit = 4 * settings.PARKWEB_WEBHOOK_THREADS if limit is None else limit
-        self.per_tenant = per_tenant
+        self.per_tenant = (
+            settings.PARKWEB_WEBHOOK_STRAGGLERS_PER_TENANT if per_tenant is None else per_tenant
+        )
         self._sending: dict[int, tuple[list[WebhookDelivery], Future]] = {}
         self._held_back: dict[int, set[int]] = {}  # tenant: its endpoints waiting
         self._slow: set[int] = set()  # endpoints whose last sends outlasted PATIENCE
@@ -667,7 +668,7 @@ class Stragglers:
                     log.exception("webhook %s: sending failed", webhook_id)
                     done[webhook_id] = (chunk, ([], None))
                 answers = done[webhook_id][1][0]
-                if sum(answer.seconds for _, answer in answers) < PATIENCE:
+                if sum(answer.seconds for _, answer in answers) < settings.PARKWEB_WEBHOOK_PATIENCE:
                     self._slow.discard(webhook_id)  # quick again: waited for again
         return done
 
@@ -711,7 +712,7 @@ def webhooks_deliver(
         todo |= stragglers.ready()
         todo -= stragglers.sending()  # its lock is this connection's already: never twice
     waits.update(dict.fromkeys(todo))
-    until = time.monotonic() + SEND_BUDGET
+    until = time.monotonic() + settings.PARKWEB_WEBHOOK_SEND_BUDGET
     for _ in range(RECHECKS):
         if not todo:
             return waits
@@ -789,7 +790,8 @@ def _deliver_queues(
         if stragglers is None:
             sent, slow = _send_all(queues, retries, until)
         else:
-            sent, slow = _send_all(queues, retries, until, PATIENCE, stragglers.slow())
+            patience = settings.PARKWEB_WEBHOOK_PATIENCE
+            sent, slow = _send_all(queues, retries, until, patience, stragglers.slow())
         if slow:  # beyond the process's room, waited for here
             for webhook_id in sorted(slow)[stragglers.room() :]:
                 sent[webhook_id] = slow.pop(webhook_id).result()

@@ -1,8 +1,8 @@
 """A slow or hanging receiver is contained to its own tenant: a delivery loop leaves its
 sends to go on alone (Stragglers) and delivers everyone else's meanwhile, a tenant has at
-most two sends going on alone, a run sends for SEND_BUDGET seconds at most, and a
-tenant's retry runs go one at a time. Real receivers on loopback, real Redis, a loop in
-its own thread."""
+most two sends going on alone, a run sends for a second at most, and a tenant's retry
+runs go one at a time (PARKWEB_WEBHOOK_PATIENCE, _STRAGGLERS_PER_TENANT, _SEND_BUDGET).
+Real receivers on loopback, real Redis, a loop in its own thread."""
 
 import threading
 import time
@@ -156,6 +156,25 @@ def test_a_hanging_receiver_is_cut_off_alone_and_its_head_left_to_its_retry_run(
         hanging.close()
 
 
+def test_a_tenants_share_of_sends_going_on_alone_is_a_setting(db, acme, globex, fast):
+    from concurrent.futures import Future
+
+    fast.PARKWEB_WEBHOOK_STRAGGLERS_PER_TENANT = 1
+    first, second = (
+        services.webhook_create(acme, actor=SYSTEM, url=f"{url}/{n}")[0]
+        for n, url in enumerate(["http://127.0.0.1:9"] * 2)
+    )
+    other, _ = services.webhook_create(globex, actor=SYSTEM, url="http://127.0.0.1:9/g")
+    emit(acme, 0)
+    emit(globex, 1)
+    queues = hooks._heads({first.pk, second.pk, other.pk})
+    stragglers = Stragglers()
+    stragglers.add(queues.pop(first.pk), Future())  # acme's one send going on alone
+    assert stragglers.hold_back(queues) == [second.pk]  # not globex's
+    fast.PARKWEB_WEBHOOK_STRAGGLERS_PER_TENANT = 2
+    assert Stragglers().hold_back(queues) == []
+
+
 def test_a_process_lets_only_so_many_sends_go_on_alone(
     transactional_db, acme, globex, slow_receiver, fast
 ):
@@ -179,13 +198,11 @@ def test_a_process_lets_only_so_many_sends_go_on_alone(
     assert is_free(first.pk) and is_free(second.pk)
 
 
-def test_a_run_sends_to_one_endpoint_for_its_budget_then_hands_over(
-    db, acme, receiver, fast, monkeypatch
-):
+def test_a_run_sends_to_one_endpoint_for_its_budget_then_hands_over(db, acme, receiver, fast):
     """A retry run (a Celery task) of a slow receiver holds its worker SEND_BUDGET
     seconds plus one answer at most, not ROUNDS x CHUNK answers: the rest go in a fresh
     run (0: at once)."""
-    monkeypatch.setattr(hooks, "SEND_BUDGET", 0.3)
+    fast.PARKWEB_WEBHOOK_SEND_BUDGET = 0.3
     receiver.answer = lambda _: (time.sleep(0.2), (200, {}))[1]
     hook, _ = services.webhook_create(acme, actor=SYSTEM, url=receiver.url)
     for n in range(6):
@@ -227,7 +244,7 @@ def test_a_tenants_retry_runs_go_one_at_a_time_and_never_hold_up_another_tenants
         assert tasks.webhook_deliver.apply(args=(other.pk,)).get() == "idle"  # globex's goes
         assert [got.path for got in receiver.received] == ["/hook/g1"]
         key = hooks.RETRY_SLOT_KEY.format(acme.pk)
-        assert 0 < wake_list.ttl(key) <= hooks.SEND_BUDGET + 1 + hooks.RETRY_SLACK
+        assert 0 < wake_list.ttl(key) <= fast.PARKWEB_WEBHOOK_SEND_BUDGET + 1 + hooks.RETRY_SLACK
     assert wake_list.get(hooks.RETRY_SLOT_KEY.format(acme.pk)) is None  # let go
     hooks.retry_runs_started([second.pk])
     assert tasks.webhook_deliver.apply(args=(second.pk,)).get() == "idle"
@@ -235,11 +252,11 @@ def test_a_tenants_retry_runs_go_one_at_a_time_and_never_hold_up_another_tenants
 
 
 def test_a_round_waits_no_more_for_an_endpoint_known_to_be_slow(
-    transactional_db, acme, globex, receiver, slow_receiver, fast, wake_list, monkeypatch
+    transactional_db, acme, globex, receiver, slow_receiver, fast, wake_list
 ):
     """Once an endpoint's send has outlasted PATIENCE, the rounds it is in no longer wait
     for it at all (every round with it would wait else), until it is quick again."""
-    monkeypatch.setattr(hooks, "PATIENCE", 1.0)
+    fast.PARKWEB_WEBHOOK_PATIENCE = 1.0
     fast.PARKWEB_WEBHOOK_TIMEOUT = 4
     slow, _ = services.webhook_create(acme, actor=SYSTEM, url=slow_receiver.url)
     quick, _ = services.webhook_create(globex, actor=SYSTEM, url=receiver.url)

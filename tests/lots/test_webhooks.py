@@ -639,6 +639,20 @@ def test_retention_of_less_than_a_day_is_refused_at_start(settings):
     assert "PARKWEB_WEBHOOK_LOG_DAYS" in errors[1].msg
 
 
+def test_delivery_limits_that_would_stop_deliveries_are_refused_at_start(settings):
+    from parkweb.checks import delivery_limits
+
+    assert delivery_limits(None) == []
+    settings.PARKWEB_WEBHOOK_PATIENCE = 0
+    settings.PARKWEB_WEBHOOK_STRAGGLERS_PER_TENANT = 0
+    errors = delivery_limits(None)
+    assert [e.id for e in errors] == ["parkweb.E005", "parkweb.E005"]
+    assert (
+        errors[0].msg == "PARKWEB_WEBHOOK_STRAGGLERS_PER_TENANT must be a whole number, at least 1."
+    )
+    assert errors[1].msg == "PARKWEB_WEBHOOK_PATIENCE must be a number of seconds, at least 0.01."
+
+
 def _plan(sql: str, params) -> tuple[set[str], int]:
     """The indexes a query's plan uses and the pages it read, as PostgreSQL ran it."""
     with connection.cursor() as cursor:
