@@ -741,7 +741,7 @@ def _due(webhook_ids) -> set[int]:
         return set()
     ids = sorted(webhook_ids)
     with connection.cursor() as cursor:
-        cursor.execute(_due_sql(connection.vendor, len(ids)), [True, timezone.now(), *ids])
+        cursor.execute(_due_sql(connection.vendor, len(ids)), [*_ids(ids), True, timezone.now()])
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -837,7 +837,7 @@ def _heads(webhook_ids: set[int]) -> dict[int, list[WebhookDelivery]]:
         return {}
     ids = sorted(webhook_ids)
     with connection.cursor() as cursor:
-        cursor.execute(_heads_sql(connection.vendor, len(ids)), [*ids, CHUNK, True])
+        cursor.execute(_heads_sql(connection.vendor, len(ids)), [*_ids(ids), CHUNK, True])
         rows = cursor.fetchall()
     width = sql.width(WebhookDelivery)
     queues: dict[int, list[WebhookDelivery]] = {}
@@ -855,40 +855,67 @@ def _heads(webhook_ids: set[int]) -> dict[int, list[WebhookDelivery]]:
 # of endpoints: the ORM took a worker 2.8 ms to compile the heads query for 1 ms of asking.
 # Both name the pending status in the text, as the queue's partial index does, so that
 # the index serves them however the parameters are bound: they read the pending rows
-# alone, whatever the log holds (bench/webhook_log.py).
+# alone, whatever the log holds (bench/webhook_log.py). On PostgreSQL each endpoint's
+# head is read through that index with a LIMIT (a lateral join), so that they read a
+# chunk's rows per endpoint however long its queue: a slow or dead receiver's backlog
+# of thousands made every round of its loop read all of them (ROW_NUMBER over the whole
+# queue), in the other tenants' time.
 PENDING = f"'{WebhookDelivery.Status.PENDING}'"
+
+
+def _ids(ids: list[int]) -> list:
+    """The endpoint ids as the SQL below takes them: on PostgreSQL one array."""
+    return [ids] if connection.vendor == "postgresql" else ids
+
+
+def _queue_heads(vendor: str, count: int, columns: list[str], many: str) -> str:
+    """FROM `head` and `hook`: the first `many` (a parameter or a number) pending
+    deliveries of each endpoint asked for (`count` ids: _ids), with these of their
+    columns, and their endpoints."""
+    d, w = sql.columns(WebhookDelivery), sql.columns(Webhook)
+    table, hooks = sql.table(WebhookDelivery), sql.table(Webhook)
+    order = f"one.{d['occurred_at']}, one.{d['id']}"
+    picked = ", ".join(f"one.{name}" for name in columns)
+    if vendor == "postgresql":  # each endpoint, then its head
+        return (
+            f"(SELECT * FROM {hooks} WHERE {w['id']} = ANY(%s::bigint[])) hook"  # noqa: S608
+            f" CROSS JOIN LATERAL (SELECT {picked} FROM {table} one"
+            f" WHERE one.{d['status']} = {PENDING} AND one.{d['webhook']} = hook.{w['id']}"
+            f" ORDER BY {order} LIMIT {many}) head"
+        )
+    numbered = (
+        f"SELECT {picked}, ROW_NUMBER() OVER"  # noqa: S608  (names, not values)
+        f" (PARTITION BY one.{d['webhook']} ORDER BY {order}) AS place FROM {table} one"
+        f" WHERE one.{d['status']} = {PENDING} AND one.{d['webhook']} IN ({sql.marks(count)})"
+    )
+    return (
+        f"(SELECT * FROM ({numbered}) numbered WHERE place <= {many}) head"  # noqa: S608
+        f" JOIN {hooks} hook ON hook.{w['id']} = head.{d['webhook']}"
+    )
 
 
 @functools.lru_cache(maxsize=256)
 def _heads_sql(vendor: str, count: int) -> str:
-    """Params: `count` endpoint ids, CHUNK, True (active)."""
+    """Params: the endpoint ids (_ids), CHUNK, True (active)."""
     d, w = sql.columns(WebhookDelivery), sql.columns(Webhook)
-    numbered = (
-        f"SELECT {', '.join(d.values())}, ROW_NUMBER() OVER"  # noqa: S608  (names, not values)
-        f" (PARTITION BY {d['webhook']} ORDER BY {d['occurred_at']}, {d['id']})"
-        f" AS place FROM {sql.table(WebhookDelivery)}"
-        f" WHERE {d['status']} = {PENDING} AND {d['webhook']} IN ({sql.marks(count)})"
-    )
     columns = [f"head.{name}" for name in d.values()] + [f"hook.{name}" for name in w.values()]
     return (
-        f"SELECT {', '.join(columns)} FROM ({numbered}) head"  # noqa: S608
-        f" JOIN {sql.table(Webhook)} hook ON hook.{w['id']} = head.{d['webhook']}"
-        f" WHERE head.place <= %s AND hook.{w['active']} = %s AND hook.{w['paused_at']} IS NULL"
+        f"SELECT {', '.join(columns)}"  # noqa: S608  (names, not values)
+        f" FROM {_queue_heads(vendor, count, list(d.values()), '%s')}"
+        f" WHERE hook.{w['active']} = %s AND hook.{w['paused_at']} IS NULL"
         f" ORDER BY head.{d['webhook']}, head.{d['occurred_at']}, head.{d['id']}"
     )
 
 
 @functools.lru_cache(maxsize=256)
 def _due_sql(vendor: str, count: int) -> str:
-    """Params: True (active), now, `count` endpoint ids."""
+    """Params: the endpoint ids (_ids), True (active), now."""
     d, w = sql.columns(WebhookDelivery), sql.columns(Webhook)
+    heads = _queue_heads(vendor, count, [d["webhook"], d["next_attempt_at"]], "1")
     return (
-        f"SELECT DISTINCT d.{d['webhook']} FROM {sql.table(WebhookDelivery)} d"  # noqa: S608
-        f" JOIN {sql.table(Webhook)} hook ON hook.{w['id']} = d.{d['webhook']}"
-        f" WHERE d.{d['status']} = {PENDING} AND hook.{w['active']} = %s"
-        f" AND hook.{w['paused_at']} IS NULL"
-        f" AND (d.{d['next_attempt_at']} IS NULL OR d.{d['next_attempt_at']} <= %s)"
-        f" AND d.{d['webhook']} IN ({sql.marks(count)})"
+        f"SELECT head.{d['webhook']} FROM {heads}"  # noqa: S608  (names, not values)
+        f" WHERE hook.{w['active']} = %s AND hook.{w['paused_at']} IS NULL"
+        f" AND (head.{d['next_attempt_at']} IS NULL OR head.{d['next_attempt_at']} <= %s)"
     )
 
 

@@ -697,9 +697,9 @@ def test_the_queue_reads_only_pending_rows_however_large_the_log(db, acme):
         _delivery(busy, f"pending{n}", 0)
     ids = [busy.pk]
 
-    indexes, pages = _plan(_heads_sql("postgresql", 1), [*ids, CHUNK, True])
+    indexes, pages = _plan(_heads_sql("postgresql", 1), [ids, CHUNK, True])
     assert "webhook_delivery_queue" in indexes and pages < 40, (indexes, pages)
-    indexes, pages = _plan(_due_sql("postgresql", 1), [True, timezone.now(), *ids])
+    indexes, pages = _plan(_due_sql("postgresql", 1), [ids, True, timezone.now()])
     assert "webhook_delivery_queue" in indexes and pages < 40, (indexes, pages)
     newest = WebhookDelivery.objects.filter(webhook=busy).order_by("-occurred_at", "-pk")[:20]
     sql, params = newest.query.sql_with_params()
@@ -710,3 +710,63 @@ def test_the_queue_reads_only_pending_rows_however_large_the_log(db, acme):
     assert [d.event_id for d in services.webhooks._heads(set(ids))[busy.pk]] == [
         f"pending{n}" for n in range(3)
     ]
+
+
+def test_a_backlogged_endpoints_heads_are_its_first_chunk_and_it_is_due_by_its_head(
+    db, acme, globex
+):
+    from django.utils import timezone
+
+    from lots.services.webhooks import CHUNK, _due, _heads
+
+    down, _ = make_webhook(acme, "https://down.example/")
+    fine, _ = make_webhook(globex, "https://fine.example/")
+    for n in range(CHUNK + 5):
+        make_delivery(down, f"evt_{n}", age=timedelta(seconds=100 - n))
+    make_delivery(down, "done", age=timedelta(seconds=200), status="delivered")
+    _delivery(fine, "only", 0)
+    heads = _heads({down.pk, fine.pk})
+    assert [d.event_id for d in heads[down.pk]] == [f"evt_{n}" for n in range(CHUNK)]
+    assert [d.event_id for d in heads[fine.pk]] == ["only"]
+    assert heads[down.pk][0].webhook == down
+    assert _due([down.pk, fine.pk]) == {down.pk, fine.pk}
+    WebhookDelivery.objects.filter(event_id="evt_0").update(
+        next_attempt_at=timezone.now() + timedelta(minutes=1)
+    )
+    assert _due([down.pk, fine.pk]) == {fine.pk}  # its head waits for its retry, the rest too
+    Webhook.objects.filter(pk=fine.pk).update(paused_at=timezone.now())
+    assert _due([down.pk, fine.pk]) == set() and fine.pk not in _heads({down.pk, fine.pk})
+
+
+def test_the_queue_reads_a_chunk_per_endpoint_however_long_its_backlog(db, acme, globex):
+    """A receiver that is down or slow piles up thousands of pending deliveries; every
+    round of its loop asks for its head and for what is due. They read a chunk's rows
+    (the head's, for what is due), not the backlog: ROW_NUMBER over the whole queue read
+    all 3,000 rows at every round, in every other tenant's time."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's plans: CI runs on PostgreSQL")
+    from django.utils import timezone
+
+    from lots.services.webhooks import CHUNK, _due_sql, _heads, _heads_sql
+
+    down, _ = make_webhook(acme, "https://down.example/")
+    fine, _ = make_webhook(globex, "https://fine.example/")
+    table = WebhookDelivery._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (webhook_id, event_id, event_type, occurred_at, payload,"  # noqa: S608
+            " status, attempts, response_prefix, error, created_at)"
+            " SELECT %s, 'evt_' || n, 'test', now() + n * interval '1 second',"
+            " jsonb_build_object('call', repeat('x', 300)), 'pending', 0, '', '', now()"
+            " FROM generate_series(1, 3000) AS n",
+            [down.pk],
+        )
+        cursor.execute(f"ANALYZE {table}")
+    _delivery(fine, "only", 0)
+    ids = [down.pk, fine.pk]
+
+    indexes, pages = _plan(_heads_sql("postgresql", 2), [ids, CHUNK, True])
+    assert "webhook_delivery_queue" in indexes and pages < 40, (indexes, pages)
+    indexes, pages = _plan(_due_sql("postgresql", 2), [ids, True, timezone.now()])
+    assert "webhook_delivery_queue" in indexes and pages < 20, (indexes, pages)
+    assert len(_heads(set(ids))[down.pk]) == CHUNK
