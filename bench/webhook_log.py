@@ -1,16 +1,17 @@
 """Webhook log benchmark: what the delivery queue's queries cost once the log is large.
 
     .venv/bin/python bench/webhook_log.py [--rows 1000000] [--endpoints 100] [--tenants 20]
-        [--repeat 200] [--smoke]
+        [--repeat 200] [--backlog 7] [--smoke]
 
 Every delivery ever made stays in the log until it is purged, so a production log holds
 far more finished deliveries than pending ones: 50 events a second to 5 endpoints each is
 21 million rows a day. The queries on the delivery path must cost what the pending ones
 cost, not what the log holds. This fills a fresh database's log with `--rows` delivered
 rows (events of the last 60 days, a call's payload each) over `--endpoints` endpoints,
-leaves a batch's worth of pending deliveries, and times, each `--repeat` times, first
-with the table's statistics as they stand after the fill (autovacuum may not have
-analyzed it yet), then after ANALYZE:
+leaves a batch's worth of pending deliveries (`--backlog`: that many events per endpoint
+of the batch, 7 by default; thousands stand for a receiver that is down or slow), and
+times, each `--repeat` times, first with the table's statistics as they stand after the
+fill (autovacuum may not have analyzed it yet), then after ANALYZE:
 
 - a delivery loop's batch for one tenant's endpoints, without sending: the locks, the
   queue heads and the release with its re-check of what is due (services.webhooks);
@@ -45,6 +46,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--endpoints", type=int, default=100)
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument(
+        "--backlog", type=int, default=7, help="pending events per endpoint of the batch"
+    )
     parser.add_argument("--smoke", action="store_true", help="a small log, a few repeats")
     args = parser.parse_args()
     if args.smoke:
@@ -122,7 +126,7 @@ def setup() -> list[list[int]]:
 
 
 def pending(hooks: list[int]) -> None:
-    """A batch's worth of pending deliveries for these endpoints (7 events' worth)."""
+    """`--backlog` events' pending deliveries for these endpoints."""
     now = timezone.now()
     WebhookDelivery.objects.filter(webhook_id__in=hooks, status="pending").delete()
     WebhookDelivery.objects.bulk_create(
@@ -133,7 +137,7 @@ def pending(hooks: list[int]) -> None:
             occurred_at=now,
             payload=PAYLOAD,
         )
-        for n in range(7)
+        for n in range(ARGS.backlog)
         for hook in hooks
     )
 

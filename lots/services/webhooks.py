@@ -745,23 +745,24 @@ def _due(webhook_ids) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def _pending():
-    """Deliveries still to make, of endpoints that are active and not paused."""
-    return WebhookDelivery.objects.filter(
-        status=WebhookDelivery.Status.PENDING,
-        webhook__active=True,
-        webhook__paused_at__isnull=True,
-    )
+DUE_SCAN = 500  # endpoints beat asks about in one query
 
 
-def _due_endpoints():
-    """The endpoints whose head delivery is due now (ids)."""
-    return (
-        _pending()
-        .exclude(next_attempt_at__gt=timezone.now())
-        .values_list("webhook_id", flat=True)
-        .distinct()
+def _due_endpoints() -> list[int]:
+    """The active endpoints whose head delivery is due now (ids): each endpoint's head,
+    through the queue's index, so that beat's look costs what the endpoints do, not what
+    their backlogs hold (a DISTINCT over the pending rows read them all: 39 ms every
+    30 s with 10,000 of them, bench/webhook_log.py)."""
+    ids = list(
+        Webhook.objects.filter(active=True, paused_at__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
+    return [
+        webhook_id
+        for start in range(0, len(ids), DUE_SCAN)
+        for webhook_id in sorted(_due(ids[start : start + DUE_SCAN]))
+    ]
 
 
 def _deliver_queues(

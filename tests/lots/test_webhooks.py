@@ -345,7 +345,8 @@ def test_beat_queues_the_endpoints_whose_head_is_due_and_no_other(
 
     queued = []
     monkeypatch.setattr(tasks.webhooks_deliver, "delay", lambda ids: queued.append(list(ids)))
-    due, later, paused, _idle = (make_webhook(acme, f"{receiver.url}{n}")[0] for n in range(4))
+    monkeypatch.setattr(services.webhooks, "DUE_SCAN", 2)  # asked in two queries
+    _idle, later, paused, due = (make_webhook(acme, f"{receiver.url}{n}")[0] for n in range(4))
     for hook in (due, later, paused):
         services.webhook_test(hook, actor=SYSTEM)
     WebhookDelivery.objects.filter(webhook=later).update(
@@ -365,7 +366,7 @@ def test_a_run_reads_the_same_heads_and_due_endpoints_as_the_orm_would(db, acme,
     from django.db.models.functions import RowNumber
     from django.utils import timezone
 
-    from lots.services.webhooks import CHUNK, _due, _heads, _pending
+    from lots.services.webhooks import CHUNK, _due, _heads
 
     long, later, paused, off, mixed, _idle = (
         make_webhook(acme, f"{receiver.url}{n}")[0] for n in range(6)
@@ -385,7 +386,9 @@ def test_a_run_reads_the_same_heads_and_due_endpoints_as_the_orm_would(db, acme,
     everyone = {hook.pk for hook in (long, later, paused, off, mixed, _idle)}
 
     expected = list(
-        _pending()
+        WebhookDelivery.objects.filter(
+            status="pending", webhook__active=True, webhook__paused_at__isnull=True
+        )
         .filter(webhook_id__in=everyone)
         .annotate(
             place=Window(
@@ -413,9 +416,7 @@ def test_a_run_reads_the_same_heads_and_due_endpoints_as_the_orm_would(db, acme,
         assert mine.webhook.events == theirs.webhook.events
     assert heads[long.pk][0].payload["when"] == {"nested": [0]}
     assert (
-        _due(everyone)
-        == {long.pk, mixed.pk}
-        == set(services.webhooks._due_endpoints().filter(webhook_id__in=everyone))
+        _due(everyone) == {long.pk, mixed.pk} == set(services.webhooks._due_endpoints()) & everyone
     )
 
 
