@@ -18,6 +18,8 @@ fill (autovacuum may not have analyzed it yet), then after ANALYZE:
 - beat's search for due endpoints (every 30 s);
 - the watcher's share of an event: its delivery rows' INSERT, in a transaction rolled back;
 - the log's newest 20 rows of one endpoint (the tenant's webhooks page, the API's list);
+- staff's "failed" filter of the whole log, newest first (the admin's list: a page of
+  100), with the log's 5 oldest rows given up and no other;
 - then the purge of the rows older than PARKWEB_WEBHOOK_LOG_DAYS, once (when the code
   has one), counting the rows deleted and kept against those it should have.
 
@@ -122,6 +124,8 @@ def setup() -> list[list[int]]:
                 [ids, len(ids), DAYS, ARGS.rows, json.dumps(PAYLOAD), start, start + count - 1],
             )
     print(f"filled {ARGS.rows} delivered rows in {time.monotonic() - started:.1f} s")
+    oldest = WebhookDelivery.objects.order_by("pk").values_list("pk", flat=True)[:5]
+    WebhookDelivery.objects.filter(pk__in=list(oldest)).update(status="failed")
     return hooks_of
 
 
@@ -181,6 +185,12 @@ def newest(hook: int):
     return run
 
 
+def failed_filter():
+    """The admin's list with its status filter set to failed (WebhookDeliveryAdmin)."""
+    listed = WebhookDelivery.objects.filter(status="failed").select_related("webhook")
+    return lambda: list(listed.order_by("-pk")[:101])
+
+
 def size() -> str:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -214,6 +224,7 @@ def main() -> None:
                 tenant_hooks
             ),
             "an endpoint's newest 20 log rows": newest(tenant_hooks[0]),
+            "staff's failed filter, a page": failed_filter(),
         }
         for label, step in steps.items():
             timed(label, stats, step, ARGS.repeat)

@@ -808,6 +808,11 @@ class WebhookDelivery(models.Model):
                 condition=models.Q(status="pending"),
                 name="webhook_delivery_queue",
             ),
+            # The deliveries given up, newest first (the admin's "failed" filter): few
+            # rows, written only as a delivery is given up, never on the delivery path.
+            models.Index(
+                fields=["-id"], condition=models.Q(status="failed"), name="webhook_delivery_failed"
+            ),
         ]
 
     def __str__(self) -> str:

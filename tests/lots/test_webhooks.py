@@ -771,3 +771,31 @@ def test_the_queue_reads_a_chunk_per_endpoint_however_long_its_backlog(db, acme,
     indexes, pages = _plan(_due_sql("postgresql", 2), [ids, True, timezone.now()])
     assert "webhook_delivery_queue" in indexes and pages < 20, (indexes, pages)
     assert len(_heads(set(ids))[down.pk]) == CHUNK
+
+
+def test_the_admins_failed_filter_reads_the_failed_rows_not_the_log(db, acme, admin_client):
+    """Staff's "failed" filter of the log, newest first: with 20,000 delivered rows and
+    two failed, it reads a few pages (by the failed rows' own index), where it read the
+    log back to its oldest row for want of a page of matches."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's plans: CI runs on PostgreSQL")
+    busy, _ = make_webhook(acme, "https://busy.example/")
+    _delivery(busy, "failed0", 40, "failed")  # the oldest id of all
+    table = WebhookDelivery._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (webhook_id, event_id, event_type, occurred_at, payload,"  # noqa: S608
+            " status, attempts, response_prefix, error, created_at)"
+            " SELECT %s, 'evt_' || n, 'test', now() - n * interval '1 second',"
+            " '{\"call\": {}}'::jsonb, 'delivered', 1, '', '', now()"
+            " FROM generate_series(1, 20000) AS n",
+            [busy.pk],
+        )
+        cursor.execute(f"ANALYZE {table}")
+    _delivery(busy, "failed1", 0, "failed")
+    page = admin_client.get("/admin/lots/webhookdelivery/?status__exact=failed")
+    assert [d.event_id for d in page.context["cl"].result_list] == ["failed1", "failed0"]
+    listed = page.context["cl"].queryset.order_by("-pk")[:101]  # as the admin asks
+    sql, params = listed.query.sql_with_params()
+    indexes, pages = _plan(sql, params)
+    assert "webhook_delivery_failed" in indexes and pages < 20, (indexes, pages)
