@@ -654,6 +654,30 @@ def test_delivery_limits_that_would_stop_deliveries_are_refused_at_start(setting
     assert errors[1].msg == "PARKWEB_WEBHOOK_PATIENCE must be a number of seconds, at least 0.01."
 
 
+def _fill_log(
+    hook, rows: int, status: str = "delivered", *, ahead: bool = False, payload=None
+) -> None:
+    """`rows` deliveries of `hook`, evt_1 to evt_<rows>, written by PostgreSQL itself: one
+    a second back from now (`ahead`: forward, evt_1 the oldest), each tried once unless
+    pending."""
+    table = WebhookDelivery._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (webhook_id, event_id, event_type, occurred_at, payload,"  # noqa: S608
+            " status, attempts, response_prefix, error, created_at)"
+            " SELECT %s, 'evt_' || n, 'test', now() + n * %s * interval '1 second',"
+            " %s::jsonb, %s, %s, '', '', now() FROM generate_series(1, %s) AS n",
+            [
+                hook.pk,
+                1 if ahead else -1,
+                json.dumps({"call": {}} if payload is None else payload),
+                status,
+                0 if status == "pending" else 1,
+                rows,
+            ],
+        )
+
+
 def _plan(sql: str, params) -> tuple[set[str], int]:
     """The indexes a query's plan uses and the pages it read, as PostgreSQL ran it."""
     with connection.cursor() as cursor:
@@ -684,16 +708,7 @@ def test_the_queue_reads_only_pending_rows_however_large_the_log(db, acme):
     from lots.services.webhooks import CHUNK, _due_sql, _heads_sql
 
     busy, _ = make_webhook(acme, "https://busy.example/")
-    table = WebhookDelivery._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (webhook_id, event_id, event_type, occurred_at, payload,"  # noqa: S608
-            " status, attempts, response_prefix, error, created_at)"
-            " SELECT %s, 'evt_' || n, 'test', now() - n * interval '1 second',"
-            " '{\"call\": {}}'::jsonb, 'delivered', 1, '', '', now()"
-            " FROM generate_series(1, 20000) AS n",
-            [busy.pk],
-        )
+    _fill_log(busy, 20_000)
     for n in range(3):
         _delivery(busy, f"pending{n}", 0)
     ids = [busy.pk]
@@ -705,7 +720,7 @@ def test_the_queue_reads_only_pending_rows_however_large_the_log(db, acme):
     newest = WebhookDelivery.objects.filter(webhook=busy).order_by("-occurred_at", "-pk")[:20]
     sql, params = newest.query.sql_with_params()
     with connection.cursor() as cursor:  # a table that large has been analyzed by then
-        cursor.execute(f"ANALYZE {table}")
+        cursor.execute(f"ANALYZE {WebhookDelivery._meta.db_table}")
     indexes, pages = _plan(sql, params)
     assert "webhook_delivery_log" in indexes and pages < 40, (indexes, pages)
     assert [d.event_id for d in services.webhooks._heads(set(ids))[busy.pk]] == [
@@ -752,17 +767,9 @@ def test_the_queue_reads_a_chunk_per_endpoint_however_long_its_backlog(db, acme,
 
     down, _ = make_webhook(acme, "https://down.example/")
     fine, _ = make_webhook(globex, "https://fine.example/")
-    table = WebhookDelivery._meta.db_table
+    _fill_log(down, 3000, "pending", ahead=True, payload={"call": "x" * 300})
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (webhook_id, event_id, event_type, occurred_at, payload,"  # noqa: S608
-            " status, attempts, response_prefix, error, created_at)"
-            " SELECT %s, 'evt_' || n, 'test', now() + n * interval '1 second',"
-            " jsonb_build_object('call', repeat('x', 300)), 'pending', 0, '', '', now()"
-            " FROM generate_series(1, 3000) AS n",
-            [down.pk],
-        )
-        cursor.execute(f"ANALYZE {table}")
+        cursor.execute(f"ANALYZE {WebhookDelivery._meta.db_table}")
     _delivery(fine, "only", 0)
     ids = [down.pk, fine.pk]
 
@@ -781,17 +788,9 @@ def test_the_admins_failed_filter_reads_the_failed_rows_not_the_log(db, acme, ad
         pytest.skip("PostgreSQL's plans: CI runs on PostgreSQL")
     busy, _ = make_webhook(acme, "https://busy.example/")
     _delivery(busy, "failed0", 40, "failed")  # the oldest id of all
-    table = WebhookDelivery._meta.db_table
+    _fill_log(busy, 20_000)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (webhook_id, event_id, event_type, occurred_at, payload,"  # noqa: S608
-            " status, attempts, response_prefix, error, created_at)"
-            " SELECT %s, 'evt_' || n, 'test', now() - n * interval '1 second',"
-            " '{\"call\": {}}'::jsonb, 'delivered', 1, '', '', now()"
-            " FROM generate_series(1, 20000) AS n",
-            [busy.pk],
-        )
-        cursor.execute(f"ANALYZE {table}")
+        cursor.execute(f"ANALYZE {WebhookDelivery._meta.db_table}")
     _delivery(busy, "failed1", 0, "failed")
     page = admin_client.get("/admin/lots/webhookdelivery/?status__exact=failed")
     assert [d.event_id for d in page.context["cl"].result_list] == ["failed1", "failed0"]
