@@ -16,7 +16,9 @@ fill (autovacuum may not have analyzed it yet), then after ANALYZE:
 - a delivery loop's batch for one tenant's endpoints, without sending: the locks, the
   queue heads and the release with its re-check of what is due (services.webhooks);
 - beat's search for due endpoints (every 30 s);
-- the watcher's share of an event: its delivery rows' INSERT, in a transaction rolled back;
+- the watcher's share of an event for the tenant's endpoints: what it records, committed
+  (one event row since round 12; a delivery row per endpoint before), and then, where the
+  code has one, a delivery run's fan-out of that event into its endpoints' deliveries;
 - the log's newest 20 rows of one endpoint (the tenant's webhooks page, the API's list);
 - staff's "failed" filter of the whole log, newest first (the admin's list: a page of
   100), with the log's 5 oldest rows given up and no other;
@@ -74,6 +76,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from lots import models  # noqa: E402
 from lots.locks import webhook_locks  # noqa: E402
 from lots.models import Webhook, WebhookDelivery  # noqa: E402
 from lots.services import webhooks as service  # noqa: E402
@@ -146,13 +149,18 @@ def pending(hooks: list[int]) -> None:
     )
 
 
-def timed(label: str, stats: str, step, repeat: int) -> None:
-    step()  # caches and plans warm
+def timed(label: str, stats: str, step, repeat: int, prepare=None, after=None) -> None:
+    """`prepare` runs before each time the step runs, untimed; `after` once at the end."""
     took = []
-    for _ in range(repeat):
+    for n in range(repeat + 1):  # the first warms caches and plans
+        if prepare is not None:
+            prepare()
         started = time.perf_counter()
         step()
-        took.append((time.perf_counter() - started) * 1000)
+        if n:
+            took.append((time.perf_counter() - started) * 1000)
+    if after is not None:
+        after()
     median, p99 = statistics.median(took), percentile(took, 99)
     print(f"| {label} | {stats} | {repeat} | {median:.2f} | {p99:.2f} |")
 
@@ -166,16 +174,24 @@ def batch(hooks: list[int]):
     return run
 
 
-def watcher_insert(hooks: list[int]):
+def watcher_records(hooks: list[int]):
+    """The watcher's share of one event, committed (the commit is the boards' wait)."""
     event = {"id": "", "type": "call.parked", **PAYLOAD}
 
     def run() -> None:
         with transaction.atomic():
-            event["id"] = f"evt_{time.perf_counter_ns()}"
+            event["id"] = f"evt_bench_{time.perf_counter_ns()}"
             service._queue_for(hooks, event, timezone.now())
-            transaction.set_rollback(True)
 
     return run
+
+
+def forget_recorded() -> None:
+    """What the watcher's and fan-out steps left: the queue as the other steps found it."""
+    WebhookDelivery.objects.filter(event_id__startswith="evt_bench_").delete()
+    recorded = getattr(models, "WebhookEvent", None)
+    if recorded is not None:
+        recorded.objects.filter(event_id__startswith="evt_bench_").delete()
 
 
 def newest(hook: int):
@@ -220,14 +236,18 @@ def main() -> None:
                 tenant_hooks
             ),
             "beat's due endpoints": lambda: list(service._due_endpoints()),
-            f"the watcher's delivery rows, {len(tenant_hooks)} endpoints": watcher_insert(
-                tenant_hooks
-            ),
             "an endpoint's newest 20 log rows": newest(tenant_hooks[0]),
             "staff's failed filter, a page": failed_filter(),
         }
         for label, step in steps.items():
             timed(label, stats, step, ARGS.repeat)
+        records = watcher_records(tenant_hooks)
+        label = f"the watcher's records of an event, {len(tenant_hooks)} endpoints, committed"
+        timed(label, stats, records, ARGS.repeat, after=forget_recorded)
+        fan_out = getattr(service, "webhook_events_fan_out", None)
+        if fan_out is not None:
+            label = f"a run's fan-out of that event to its {len(tenant_hooks)} endpoints"
+            timed(label, stats, fan_out, ARGS.repeat, prepare=records, after=forget_recorded)
     purge = getattr(service, "webhook_deliveries_purge", None)
     if purge is None:
         print("purge: none in this code")

@@ -137,6 +137,27 @@ def webhook_locks(webhook_ids, kept: set[int] | None = None) -> Iterator[set[int
         webhook_locks_release(held - kept)
 
 
+_local_fan_out_lock = threading.Lock()
+FAN_OUT_KEY = 0  # in WEBHOOK_NAMESPACE: no endpoint's id
+
+
+@contextmanager
+def webhook_fan_out_lock() -> Iterator[None]:
+    """A transaction in which no other fan-out of recorded webhook events runs
+    (lots.services.webhooks), waited for: on PostgreSQL an advisory lock held until the
+    transaction ends; within one process (SQLite) a plain lock around it."""
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)", [WEBHOOK_NAMESPACE, FAN_OUT_KEY]
+                )
+            yield
+        return
+    with _local_fan_out_lock, transaction.atomic():
+        yield
+
+
 def webhook_locks_release(webhook_ids) -> None:
     """Let go of endpoints' locks taken by webhook_locks (this thread's connection's, on
     PostgreSQL)."""

@@ -32,6 +32,7 @@ from .models import (
     ServerHealth,
     Webhook,
     WebhookDelivery,
+    WebhookEvent,
 )
 
 # Upper bounds, in seconds. Lag: an event's arrival on the AMI connection to its commit.
@@ -227,16 +228,24 @@ class ParkwebCollector:
             webhook__active=True,
             webhook__paused_at__isnull=True,
         ).aggregate(count=Count("pk"), oldest=Min("occurred_at"))
+        recorded = WebhookEvent.objects.aggregate(count=Count("pk"), oldest=Min("occurred_at"))
         pending = GaugeMetricFamily(
             "parkweb_webhook_deliveries_pending",
             "Webhook deliveries waiting to be made, for active endpoints not paused.",
         )
         pending.add_metric([], waiting["count"])
+        unsorted = GaugeMetricFamily(
+            "parkweb_webhook_events_recorded",
+            "Webhook events recorded and not yet in their endpoints' queues (the delivery "
+            "workers take them at once: one that grows means none is running).",
+        )
+        unsorted.add_metric([], recorded["count"])
         oldest = GaugeMetricFamily(
             "parkweb_webhook_oldest_pending_seconds",
-            "How long the oldest of those has waited since its event (0: none waits).",
+            "How long the oldest of those, or of the events recorded, has waited since its "
+            "event (0: none waits).",
         )
-        since = waiting["oldest"]
+        since = min((t for t in (waiting["oldest"], recorded["oldest"]) if t), default=None)
         oldest.add_metric([], max((timezone.now() - since).total_seconds(), 0) if since else 0)
         endpoints = GaugeMetricFamily(
             "parkweb_webhook_endpoints",
@@ -253,7 +262,7 @@ class ParkwebCollector:
         )
         for state in states:
             endpoints.add_metric([state], counts[f"in_{state}"])
-        yield from (pending, oldest, endpoints)
+        yield from (pending, unsorted, oldest, endpoints)
 
 
 def _histogram(rows, bounds: tuple[float, ...], field: str, kind):

@@ -763,6 +763,24 @@ class Webhook(models.Model):
         return not self.events or event_type in self.events
 
 
+class WebhookEvent(models.Model):
+    """An event recorded for its tenant's endpoints, in the transaction that made it (the
+    watcher's, for a call's change): one row whatever the number of endpoints, so that
+    the watcher's commit, which the boards' pushes wait for, carries one small row, not a
+    delivery row and its indexes per endpoint. The delivery workers fan it out into
+    WebhookDelivery rows, one per endpoint, and delete it
+    (lots.services.webhooks.webhook_events_fan_out) before they deliver."""
+
+    event_id = models.CharField(max_length=40)
+    event_type = models.CharField(max_length=40)
+    occurred_at = models.DateTimeField()
+    body = models.TextField()  # the delivery's JSON, encoded once
+    endpoints = models.JSONField()  # the ids of the endpoints that want it
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} -> {self.endpoints}"
+
+
 class WebhookDelivery(models.Model):
     """One event for one endpoint: delivered in order of `occurred_at`, retried with
     backoff until PARKWEB_WEBHOOK_RETRY_SECONDS have passed."""

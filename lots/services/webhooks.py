@@ -41,8 +41,8 @@ from tenants.models import Membership, Role, Tenant
 
 from .. import sql, webhooks
 from ..frames import call_data
-from ..locks import webhook_locks, webhook_locks_release
-from ..models import ParkedCall, Webhook, WebhookDelivery
+from ..locks import webhook_fan_out_lock, webhook_locks, webhook_locks_release
+from ..models import ParkedCall, Webhook, WebhookDelivery, WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -215,40 +215,118 @@ def event_emit(tenant_id: int, event_type: str, lot: str | None, data) -> int:
 
 
 def _queue_for(webhook_ids: list[int], event: dict, occurred_at: datetime) -> None:
-    """The event's delivery rows, one per endpoint. On PostgreSQL one INSERT ... SELECT
-    with the body encoded once: it runs in the watcher's path at every event, where
-    bulk_create's per-row, per-column parameters cost milliseconds."""
-    if connection.vendor != "postgresql" or len(webhook_ids) == 1:
-        WebhookDelivery.objects.bulk_create(
-            WebhookDelivery(
-                webhook_id=webhook_id,
-                event_id=event["id"],
-                event_type=event["type"],
-                occurred_at=occurred_at,
-                payload=event,
-            )
-            for webhook_id in webhook_ids
-        )
-        return
-    column = {f.name: f.column for f in WebhookDelivery._meta.concrete_fields}
-    names = ["webhook", "event_id", "event_type", "occurred_at", "payload", "status"]
-    names += ["attempts", "response_prefix", "error", "created_at"]
+    """The event, for these endpoints: one WebhookEvent row, in the caller's transaction
+    (the watcher's path, at every event), whatever the number of endpoints; the delivery
+    workers fan it out (webhook_events_fan_out). A row per endpoint written here cost the
+    watcher's commit twice as much: each with the log's, the queue's and the one-per-event
+    indexes (bench/webhook_log.py)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {WebhookDelivery._meta.db_table} "  # noqa: S608  (names, not values)
-            f"({', '.join(column[name] for name in names)}) "
-            "SELECT endpoint, %s, %s, %s, %s::jsonb, %s, 0, '', '', %s "
-            "FROM unnest(%s::int[]) AS endpoint",
+            _record_sql(connection.vendor),
             [
                 event["id"],
                 event["type"],
-                occurred_at,
+                connection.ops.adapt_datetimefield_value(occurred_at),
                 json.dumps(event),
-                WebhookDelivery.Status.PENDING,
-                timezone.now(),
-                webhook_ids,
+                json.dumps(webhook_ids),
             ],
         )
+
+
+@functools.lru_cache(maxsize=4)
+def _record_sql(vendor: str) -> str:
+    """Params: the event's id, type, time, body (JSON) and endpoints (a JSON array)."""
+    e = sql.columns(WebhookEvent)
+    names = ["event_id", "event_type", "occurred_at", "body", "endpoints"]
+    as_json = "%s::jsonb" if vendor == "postgresql" else "%s"
+    return (
+        f"INSERT INTO {sql.table(WebhookEvent)} ({', '.join(e[name] for name in names)})"  # noqa: S608
+        f" VALUES (%s, %s, %s, %s, {as_json})"
+    )
+
+
+FAN_OUT_BATCH = 500  # events a fan-out statement takes
+
+
+def webhook_events_fan_out() -> int:
+    """Turn the recorded events (WebhookEvent) into their endpoints' deliveries, oldest
+    first, and delete them, in one transaction each FAN_OUT_BATCH: every delivery run
+    starts here, so an event is in its endpoints' queues before they are read. One fan-out
+    at a time (webhook_fan_out_lock): a later batch is never committed before an earlier
+    one, so an endpoint's queue never shows an event before one recorded ahead of it.
+    An endpoint deleted since its event was recorded is left out. Returns how many
+    events."""
+    moved = 0
+    alone = not transaction.get_connection().in_atomic_block  # a transaction of its own
+    while True:
+        with webhook_fan_out_lock():
+            taken = _fan_out_sql(alone) if connection.vendor == "postgresql" else _fan_out_orm()
+        moved += taken
+        if taken < FAN_OUT_BATCH:
+            return moved
+
+
+def _fan_out_sql(no_wait: bool) -> int:
+    """One statement: the oldest events deleted, their deliveries inserted (never one
+    that exists already: the one-per-event constraint)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_fan_out_sql_text(no_wait), [FAN_OUT_BATCH, timezone.now()])
+        return cursor.fetchone()[0]
+
+
+@functools.cache
+def _fan_out_sql_text(no_wait: bool) -> str:
+    """PostgreSQL only. Params: FAN_OUT_BATCH, now. Answers how many events it took (the
+    INSERT runs whether or not its rows are read). `no_wait` (in a transaction of its own,
+    never in a caller's): its commit does not wait for the disk. Were the server to crash
+    before the commit is written, the events would come back with their deliveries gone,
+    and be fanned out again (those sent meanwhile sent twice: delivery is at least
+    once)."""
+    e, d, w = sql.columns(WebhookEvent), sql.columns(WebhookDelivery), sql.columns(Webhook)
+    events, deliveries = sql.table(WebhookEvent), sql.table(WebhookDelivery)
+    names = ["webhook", "event_id", "event_type", "occurred_at", "payload", "status"]
+    names += ["attempts", "response_prefix", "error", "created_at"]
+    pending = WebhookDelivery.Status.PENDING.value
+    off = "no_wait AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)), "
+    return (
+        f"WITH {off if no_wait else ''}"  # noqa: S608  (names, not values)
+        f"taken AS (DELETE FROM {events} WHERE {e['id']} IN"
+        f" (SELECT {e['id']} FROM {events} ORDER BY {e['id']} LIMIT %s)"
+        " RETURNING *),"
+        f" made AS (INSERT INTO {deliveries} ({', '.join(d[name] for name in names)})"
+        f" SELECT hook.{w['id']}, taken.{e['event_id']}, taken.{e['event_type']},"
+        f" taken.{e['occurred_at']}, taken.{e['body']}::jsonb, '{pending}', 0, '', '', %s"
+        f" FROM taken CROSS JOIN LATERAL jsonb_array_elements_text(taken.{e['endpoints']})"
+        f" AS endpoint(id) JOIN {sql.table(Webhook)} hook ON hook.{w['id']} = endpoint.id::int"
+        f" ORDER BY taken.{e['occurred_at']}, taken.{e['id']}"  # the queue's ties: as recorded
+        f" ON CONFLICT ({d['webhook']}, {d['event_id']}) DO NOTHING)"
+        f" SELECT count(*) FROM taken{', no_wait' if no_wait else ''}"
+    )
+
+
+def _fan_out_orm() -> int:
+    events = list(WebhookEvent.objects.order_by("pk")[:FAN_OUT_BATCH])
+    if not events:
+        return 0
+    wanted = {webhook_id for event in events for webhook_id in event.endpoints}
+    there = set(Webhook.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    WebhookDelivery.objects.bulk_create(
+        (
+            WebhookDelivery(
+                webhook_id=webhook_id,
+                event_id=event.event_id,
+                event_type=event.event_type,
+                occurred_at=event.occurred_at,
+                payload=json.loads(event.body),
+            )
+            for event in events
+            for webhook_id in event.endpoints
+            if webhook_id in there
+        ),
+        ignore_conflicts=True,
+    )
+    WebhookEvent.objects.filter(pk__in=[event.pk for event in events]).delete()
+    return len(events)
 
 
 def _enqueue_on_commit(*webhook_ids: int) -> None:
@@ -700,6 +778,8 @@ def webhooks_deliver(
     and those of its tenant while the tenant is at its share, are then not in the answer:
     their wake-ups come from the loop."""
     todo = set(webhook_ids)
+    if todo:  # their events may still be recorded only
+        webhook_events_fan_out()
     waits: dict[int, float | None] = {}
     if stragglers is not None:
         finished = stragglers.finished()
@@ -1164,6 +1244,7 @@ def webhook_deliveries_due() -> int:
     broker never strands an endpoint). Returns how many were queued."""
     from ..tasks import webhooks_deliver
 
+    webhook_events_fan_out()  # what no delivery run has fanned out (its wake-up lost)
     found = list(_due_endpoints())
     for start in range(0, len(found), DUE_GROUP):
         webhooks_deliver.delay(found[start : start + DUE_GROUP])

@@ -258,6 +258,7 @@ def test_metrics_show_the_webhook_queue_and_endpoints_by_state(db, metrics_token
 
     text = scrape()
     assert sample(text, "parkweb_webhook_deliveries_pending") == 0
+    assert sample(text, "parkweb_webhook_events_recorded") == 0
     assert sample(text, "parkweb_webhook_oldest_pending_seconds") == 0
     tenant = make_tenant("acme")
     hooks = [
@@ -285,6 +286,18 @@ def test_metrics_show_the_webhook_queue_and_endpoints_by_state(db, metrics_token
     assert sample(text, "parkweb_webhook_endpoints", state="active") == 2
     assert sample(text, "parkweb_webhook_endpoints", state="paused") == 1
     assert sample(text, "parkweb_webhook_endpoints", state="inactive") == 1
+    assert sample(text, "parkweb_webhook_events_recorded") == 0
+
+    # An event recorded, no delivery worker running to fan it out: it waits too.
+    from lots.models import WebhookEvent
+    from lots.services.webhooks import event_emit
+
+    assert event_emit(tenant.pk, "lot.full", "main", lambda: {"n": 1}) == 2
+    WebhookEvent.objects.update(occurred_at=now - timedelta(seconds=600))
+    text = scrape()
+    assert sample(text, "parkweb_webhook_events_recorded") == 1
+    assert 600 <= sample(text, "parkweb_webhook_oldest_pending_seconds") < 660
+    assert sample(text, "parkweb_webhook_deliveries_pending") == 2  # fanned out: not yet
 
 
 def test_metrics_read_in_a_bounded_number_of_queries(

@@ -167,6 +167,7 @@ def test_a_tenants_share_of_sends_going_on_alone_is_a_setting(db, acme, globex, 
     other, _ = services.webhook_create(globex, actor=SYSTEM, url="http://127.0.0.1:9/g")
     emit(acme, 0)
     emit(globex, 1)
+    services.webhook_events_fan_out()
     queues = hooks._heads({first.pk, second.pk, other.pk})
     stragglers = Stragglers()
     stragglers.add(queues.pop(first.pk), Future())  # acme's one send going on alone
