@@ -774,7 +774,9 @@ class WebhookEvent(models.Model):
     event_id = models.CharField(max_length=40)
     event_type = models.CharField(max_length=40)
     occurred_at = models.DateTimeField()
-    body = models.TextField()  # the delivery's JSON, encoded once
+    # The delivery's body: checked as JSON as it is recorded, so that a body the database
+    # would refuse fails its own event in the watcher, never a fan-out of every tenant's.
+    body = models.JSONField()
     endpoints = models.JSONField()  # the ids of the endpoints that want it
 
     def __str__(self) -> str:

@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
                 ('event_id', models.CharField(max_length=40)),
                 ('event_type', models.CharField(max_length=40)),
                 ('occurred_at', models.DateTimeField()),
-                ('body', models.TextField()),
+                ('body', models.JSONField()),
                 ('endpoints', models.JSONField()),
             ],
         ),

@@ -1,7 +1,8 @@
 """Tenants' webhooks: endpoints, the events queued for them, and their delivery.
 
-Events are queued where they happen (a parked call's change, in the watcher's
-transaction: one indexed query when the tenant has no endpoint) and delivered by Celery
+Events are recorded where they happen, once for all the endpoints that want them (a
+parked call's change, in the watcher's transaction: one indexed query when the tenant has
+no endpoint), fanned out into a queued delivery per endpoint and delivered by Celery
 workers, never in the watcher's path: the delivery loops of their processes, woken
 through a Redis list (DeliveryLoop), and retry runs as Celery tasks. Each endpoint gets
 its events in the order they happened: one worker at a time delivers an endpoint's
@@ -218,8 +219,8 @@ def _queue_for(webhook_ids: list[int], event: dict, occurred_at: datetime) -> No
     """The event, for these endpoints: one WebhookEvent row, in the caller's transaction
     (the watcher's path, at every event), whatever the number of endpoints; the delivery
     workers fan it out (webhook_events_fan_out). A row per endpoint written here cost the
-    watcher's commit twice as much: each with the log's, the queue's and the one-per-event
-    indexes (bench/webhook_log.py)."""
+    watcher's commit 1.2 to 4 times as much, each with the log's, the queue's and the
+    one-per-event indexes (bench/webhook_log.py, round 12)."""
     with connection.cursor() as cursor:
         cursor.execute(
             _record_sql(connection.vendor),
@@ -241,7 +242,7 @@ def _record_sql(vendor: str) -> str:
     as_json = "%s::jsonb" if vendor == "postgresql" else "%s"
     return (
         f"INSERT INTO {sql.table(WebhookEvent)} ({', '.join(e[name] for name in names)})"  # noqa: S608
-        f" VALUES (%s, %s, %s, %s, {as_json})"
+        f" VALUES (%s, %s, %s, {as_json}, {as_json})"
     )
 
 
@@ -295,7 +296,7 @@ def _fan_out_sql_text(no_wait: bool) -> str:
         " RETURNING *),"
         f" made AS (INSERT INTO {deliveries} ({', '.join(d[name] for name in names)})"
         f" SELECT hook.{w['id']}, taken.{e['event_id']}, taken.{e['event_type']},"
-        f" taken.{e['occurred_at']}, taken.{e['body']}::jsonb, '{pending}', 0, '', '', %s"
+        f" taken.{e['occurred_at']}, taken.{e['body']}, '{pending}', 0, '', '', %s"
         f" FROM taken CROSS JOIN LATERAL jsonb_array_elements_text(taken.{e['endpoints']})"
         f" AS endpoint(id) JOIN {sql.table(Webhook)} hook ON hook.{w['id']} = endpoint.id::int"
         f" ORDER BY taken.{e['occurred_at']}, taken.{e['id']}"  # the queue's ties: as recorded
@@ -317,7 +318,7 @@ def _fan_out_orm() -> int:
                 event_id=event.event_id,
                 event_type=event.event_type,
                 occurred_at=event.occurred_at,
-                payload=json.loads(event.body),
+                payload=event.body,
             )
             for event in events
             for webhook_id in event.endpoints

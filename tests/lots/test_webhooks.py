@@ -441,7 +441,7 @@ def test_an_event_is_one_row_in_its_transaction_whatever_its_endpoints(db, acme,
     assert {(d.event_id, d.event_type, d.occurred_at, d.status) for d in made} == {
         (event.event_id, "lot.full", event.occurred_at, "pending")
     }
-    assert all(d.payload == json.loads(event.body) for d in made)
+    assert all(d.payload == event.body for d in made)
     assert made[0].payload["free"] == 0 and made[0].payload["lot"] == "main"
     assert services.webhook_events_fan_out() == 0  # nothing twice
     if connection.vendor == "postgresql":  # a caller's transaction keeps waiting for disk
@@ -459,6 +459,21 @@ def test_an_event_rolled_back_with_its_transaction_is_never_fanned_out(db, acme,
         raise RuntimeError("the watcher's batch failed")
     assert not WebhookEvent.objects.exists()
     assert services.webhook_events_fan_out() == 0 and not WebhookDelivery.objects.exists()
+
+
+def test_a_body_the_database_refuses_fails_its_own_event_not_the_fan_out(db, acme, receiver, fast):
+    """PostgreSQL's JSON refuses a NUL in a string: the event that carries one fails as it
+    is recorded, in its own transaction (the watcher's rolls back and applies it alone),
+    and never reaches the fan-out that every tenant's deliveries go through."""
+    from django.db import DatabaseError
+
+    hook, _ = make_webhook(acme, receiver.url)
+    if connection.vendor == "postgresql":
+        with pytest.raises(DatabaseError), transaction.atomic():
+            event_emit(acme.pk, "lot.full", "main", lambda: {"n": "a\x00b"})
+    event_emit(acme.pk, "lot.full", "main", lambda: {"n": "fine"})
+    assert services.webhook_events_fan_out() == 1
+    assert [d.payload["n"] for d in WebhookDelivery.objects.filter(webhook=hook)] == ["fine"]
 
 
 def test_the_fan_out_leaves_out_an_endpoint_deleted_since_its_event(db, acme, receiver, fast):
